@@ -1,0 +1,184 @@
+"""Importing manifest files (JSON lines or CSV) into the cache, batch by batch.
+
+Used when a checkpoint is set up, when the link to the centre is down for long and a USB stick
+of declarations is the fallback, and by the benchmarks. A bad line never stops the file: it is
+reported with its line number and reason, and the rest imports. Each batch is one transaction,
+so nothing half-written remains if the process dies. The format is in docs/manifest-format.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import ValidationError
+
+from edge.domain.model import Manifest
+from edge.store.cache import ManifestCache, UpsertResult
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = (
+    "declaration_no", "version", "transit_mrn", "channel", "status", "tractor_plate",
+    "trailer_plate", "containers", "seals", "trader_tax_code", "trader_name", "trader_aeo",
+    "gates", "lanes", "valid_from", "valid_until",
+)
+
+
+@dataclass(frozen=True)
+class ImportIssue:
+    """One rejected line."""
+
+    line: int
+    declaration_no: str | None
+    reason: str
+
+
+@dataclass
+class ImportSummary:
+    """What an import did, for the CLI and the logs."""
+
+    read: int = 0
+    written: UpsertResult = field(default_factory=UpsertResult)
+    rejected: list[ImportIssue] = field(default_factory=list)
+
+    @property
+    def rejected_by_reason(self) -> Counter[str]:
+        """Rejections grouped by the first words of their reason."""
+        return Counter(issue.reason.split(":")[0] for issue in self.rejected)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad field: ``containers: container 'X' is not ... ; status: ...``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(record)"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def _split(value: str) -> list[str]:
+    return [v for v in (x.strip() for x in value.replace(";", " ").replace(",", " ").split()) if v]
+
+
+def csv_row_to_record(row: dict[str, str]) -> dict[str, Any]:
+    """Map a CSV row (columns CSV_COLUMNS) onto the JSON record shape."""
+    missing = [c for c in ("declaration_no", "channel", "status", "tractor_plate") if not row.get(c)]
+    if missing:
+        raise ValueError(f"missing column value(s): {', '.join(missing)}")
+    seals = []
+    for item in _split(row.get("seals", "") or ""):
+        seal_id, _, kind = item.partition(":")
+        seals.append({"seal_id": seal_id, "type": kind or "bolt"})
+    return {
+        "declaration_no": row["declaration_no"],
+        "version": int(row.get("version") or 1),
+        "transit_mrn": row.get("transit_mrn") or None,
+        "channel": row["channel"],
+        "status": row["status"],
+        "tractor_plate": row["tractor_plate"],
+        "trailer_plate": row.get("trailer_plate") or None,
+        "containers": _split(row.get("containers", "") or ""),
+        "seals": seals,
+        "trader": {"tax_code": row.get("trader_tax_code", ""), "name": row.get("trader_name", ""),
+                   "aeo": (row.get("trader_aeo") or "").strip().lower() in {"1", "true", "yes"}},
+        "gates": _split(row.get("gates", "") or ""),
+        "lanes": _split(row.get("lanes", "") or ""),
+        "valid_from": row.get("valid_from", ""),
+        "valid_until": row.get("valid_until", ""),
+    }
+
+
+def parse_jsonl(stream: TextIO) -> Iterator[tuple[int, Manifest | ImportIssue]]:
+    """Yield (line number, Manifest or the reason it was rejected); blank/# lines skipped."""
+    for number, line in enumerate(stream, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            yield number, Manifest.model_validate_json(text)
+        except ValidationError as exc:
+            decl = None
+            try:
+                obj = json.loads(text)
+                decl = str(obj.get("declaration_no")) if isinstance(obj, dict) else None
+            except ValueError:
+                pass
+            errors = exc.errors()
+            if errors and errors[0]["type"] == "json_invalid":
+                yield number, ImportIssue(number, None, f"bad JSON: {errors[0]['msg']}")
+            else:
+                yield number, ImportIssue(number, decl, describe_validation_error(exc))
+
+
+def parse_csv(stream: TextIO) -> Iterator[tuple[int, Manifest | ImportIssue]]:
+    """Yield (line number, Manifest or reason) for a CSV file with a header row."""
+    reader = csv.DictReader(stream)
+    unknown = set(reader.fieldnames or ()) - set(CSV_COLUMNS)
+    if unknown:
+        yield 1, ImportIssue(1, None, f"unknown CSV column(s) {sorted(unknown)}; "
+                             f"expected {', '.join(CSV_COLUMNS)}")
+        return
+    for row in reader:
+        number = reader.line_num
+        try:
+            yield number, Manifest.model_validate(csv_row_to_record(row))
+        except ValidationError as exc:
+            yield number, ImportIssue(number, row.get("declaration_no"),
+                                      describe_validation_error(exc))
+        except ValueError as exc:
+            yield number, ImportIssue(number, row.get("declaration_no"), str(exc))
+
+
+def detect_format(path: Path) -> str:
+    """``csv`` for .csv files, otherwise JSON lines."""
+    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+
+
+def import_records(cache: ManifestCache, records: Iterable[tuple[int, Manifest | ImportIssue]],
+                   batch_size: int = 5000,
+                   progress: Callable[[int], None] | None = None) -> ImportSummary:
+    """Write valid manifests in batches (one transaction each); collect the rejections."""
+    summary = ImportSummary()
+    batch: list[Manifest] = []
+
+    def flush() -> None:
+        if batch:
+            summary.written += cache.upsert_manifests(batch)
+            if progress:
+                progress(len(batch))
+            batch.clear()
+
+    for _, item in records:
+        summary.read += 1
+        if isinstance(item, ImportIssue):
+            summary.rejected.append(item)
+            log.warning("manifest line %d rejected: %s", item.line, item.reason)
+            continue
+        batch.append(item)
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return summary
+
+
+def import_file(cache: ManifestCache, path: Path, batch_size: int = 5000,
+                progress: Callable[[int], None] | None = None) -> ImportSummary:
+    """Import a .jsonl/.json or .csv manifest file."""
+    with path.open(encoding="utf-8", newline="") as stream:
+        parser = parse_csv if detect_format(path) == "csv" else parse_jsonl
+        return import_records(cache, parser(stream), batch_size, progress)
+
+
+def import_text(cache: ManifestCache, text: str, fmt: str = "jsonl") -> ImportSummary:
+    """Import from a string (tests, the API)."""
+    parser = parse_csv if fmt == "csv" else parse_jsonl
+    return import_records(cache, parser(io.StringIO(text)))
