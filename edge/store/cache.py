@@ -56,32 +56,35 @@ def _m001_manifests(db: sqlite_utils.Database) -> None:
             valid_from TEXT NOT NULL,
             valid_until TEXT NOT NULL
         );
+        -- Child tables are clustered by manifest (WITHOUT ROWID, primary key first): appends
+        -- stay sequential and loading a manifest's children is one range scan. Each key the
+        -- matcher looks up has one secondary index.
         CREATE TABLE manifest_plates (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             role TEXT NOT NULL,
             plate TEXT NOT NULL,
-            folded TEXT NOT NULL
-        );
-        CREATE INDEX idx_manifest_plates_plate ON manifest_plates(plate);
-        CREATE INDEX idx_manifest_plates_folded ON manifest_plates(folded);
-        CREATE INDEX idx_manifest_plates_manifest ON manifest_plates(manifest_id);
+            folded TEXT NOT NULL,
+            PRIMARY KEY (manifest_id, role)
+        ) WITHOUT ROWID;
+        -- (folded, plate) serves both the exact lookup (folded = f(p) AND plate = p) and the
+        -- confusable-folded lookup (folded = f(read)).
+        CREATE INDEX idx_manifest_plates_folded_plate ON manifest_plates(folded, plate);
         CREATE TABLE manifest_containers (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
-            container TEXT NOT NULL
-        );
+            container TEXT NOT NULL,
+            PRIMARY KEY (manifest_id, position)
+        ) WITHOUT ROWID;
         CREATE INDEX idx_manifest_containers_container ON manifest_containers(container);
-        CREATE INDEX idx_manifest_containers_manifest ON manifest_containers(manifest_id);
         CREATE TABLE manifest_seals (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
             seal_id TEXT NOT NULL,
             type TEXT NOT NULL,
-            container TEXT
-        );
+            container TEXT,
+            PRIMARY KEY (manifest_id, position)
+        ) WITHOUT ROWID;
         CREATE INDEX idx_manifest_seals_seal ON manifest_seals(seal_id);
-        CREATE INDEX idx_manifest_seals_manifest ON manifest_seals(manifest_id);
-        CREATE INDEX idx_manifests_trader ON manifests(trader_tax_code);
         CREATE INDEX idx_manifests_mrn ON manifests(transit_mrn) WHERE transit_mrn IS NOT NULL;
     """)
 
@@ -393,8 +396,8 @@ class ManifestCache:
 
     def by_plate(self, plate: str, role: str | None = None) -> list[Manifest]:
         """Manifests whose tractor (or trailer) plate is exactly ``plate`` (normalized)."""
-        sql = "SELECT manifest_id FROM manifest_plates WHERE plate = ?"
-        args = [plate]
+        sql = "SELECT manifest_id FROM manifest_plates WHERE folded = ? AND plate = ?"
+        args = [fold_confusables(plate), plate]
         if role:
             sql += " AND role = ?"
             args.append(role)

@@ -19,8 +19,8 @@ def test_fresh_database_gets_every_migration_and_wal(tmp_path: Path) -> None:
         assert applied_migrations(cache.db) == [m.name for m in CACHE_MIGRATIONS]
         assert cache.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         indexes = {r[0] for r in cache.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-        for key in ("idx_manifest_plates_plate", "idx_manifest_plates_folded",
-                    "idx_manifest_containers_container", "idx_manifest_seals_seal"):
+        for key in ("idx_manifest_plates_folded_plate", "idx_manifest_containers_container",
+                    "idx_manifest_seals_seal", "idx_manifests_mrn"):
             assert key in indexes
     finally:
         cache.close()
