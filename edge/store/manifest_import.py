@@ -17,6 +17,7 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -259,11 +260,12 @@ def import_file(cache: ManifestCache, path: Path, batch_size: int = 5000,
         # into the database once instead of once per 1,000 WAL pages (~10 us/manifest at 1M).
         cache.db.execute("PRAGMA wal_autocheckpoint=100000")
     try:
-        if workers > 1 and detect_format(path) == "jsonl":
-            return import_jsonl_parallel(cache, path, workers, batch_size, progress)
-        with path.open(encoding="utf-8", newline="") as stream:
-            parser = parse_csv if detect_format(path) == "csv" else parse_jsonl
-            return import_records(cache, parser(stream), batch_size, progress)
+        with cache.bulk_load() if large else nullcontext(False):
+            if workers > 1 and detect_format(path) == "jsonl":
+                return import_jsonl_parallel(cache, path, workers, batch_size, progress)
+            with path.open(encoding="utf-8", newline="") as stream:
+                parser = parse_csv if detect_format(path) == "csv" else parse_jsonl
+                return import_records(cache, parser(stream), batch_size, progress)
     finally:
         if large:
             cache.db.execute(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
