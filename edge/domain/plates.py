@@ -204,6 +204,13 @@ VN_TRAILER = PlateGrammar(
     colours=("white", "yellow"),
     description="Vietnamese trailer and semi-trailer plate, series R (51R-012.34)",
 )
+VN_FOREIGN = PlateGrammar(
+    "VN-foreign", "VN",
+    ("99NG-999.99", "99NN-999.99", "99QT-999.99", "99NG/999.99", "99NN/999.99", "99QT/999.99"),
+    colours=("white",),
+    description="Vietnamese plates of diplomatic missions (NG), foreign organisations and staff "
+                "(NN) and international organisations (QT)",
+)
 VN_COMMERCIAL = PlateGrammar(
     "VN-commercial", "VN", VN_ONE_ROW.templates + VN_TWO_ROW.templates,
     colours=("yellow",),
@@ -219,7 +226,7 @@ CN_PLATE = PlateGrammar(
 
 def default_grammars() -> list[PlateGrammar]:
     """Grammars built into gate-edge; sites add Laos, Cambodia and others from config."""
-    return [VN_ONE_ROW, VN_TWO_ROW, VN_TRAILER, CN_PLATE]
+    return [VN_ONE_ROW, VN_TWO_ROW, VN_TRAILER, VN_FOREIGN, CN_PLATE]
 
 
 def classify(text: str, grammars: Sequence[PlateGrammar], colour: str | None = None,
@@ -234,8 +241,8 @@ def classify(text: str, grammars: Sequence[PlateGrammar], colour: str | None = N
         fitting = by_rows or fitting
     if not fitting:
         return None
-    # The trailer grammar is more specific than the general VN layouts.
-    fitting.sort(key=lambda g: g is not VN_TRAILER)
+    # The trailer and foreign grammars are more specific than the general VN layouts.
+    fitting.sort(key=lambda g: g not in (VN_TRAILER, VN_FOREIGN))
     return fitting[0]
 
 
@@ -251,14 +258,21 @@ def folded_match_allowed(read: str, plate: str, grammars: Sequence[PlateGrammar]
         return True
     if len(read_n) != len(plate_n) or fold_confusables(read_n) != fold_confusables(plate_n):
         return False
+    if any(g.matches(read_n) for g in grammars):
+        # The read is a well-formed plate of its own (51L0-123.45 vs 51LD-123.45): it may be
+        # a different vehicle, so it is never folded into the declared one.
+        return False
     grammar = classify(plate_n, grammars)
     if grammar is None:
         return False
-    classes = grammar.position_classes(plate_n)
-    if classes is None:
-        return False
-    for got, want, allowed in zip(read_n, plate_n, classes, strict=True):
-        if got != want and (got in allowed or got not in confusable_partners(want)):
+    # A character is a confusion only if no layout of the plate's length allows it there.
+    allowed_at: list[set[str]] = [set() for _ in plate_n]
+    for _, _, classes in grammar._compiled:
+        if len(classes) == len(plate_n):
+            for i, chars in enumerate(classes):
+                allowed_at[i].update(chars)
+    for got, want, possible in zip(read_n, plate_n, allowed_at, strict=True):
+        if got != want and (got in possible or got not in confusable_partners(want)):
             return False
     return True
 
