@@ -36,6 +36,8 @@ VN_SERIES_LETTERS = "ABCDEFGHKLMNPSTUVXYZ"  # no I J O Q W (Circular 58/2020); R
 CN_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 CN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # GA 36-2018: no I, O
 _SEPARATORS = "-. "
+PLATE_SEPARATORS = " -.·/"
+"""Characters that may separate groups on a written plate; everything else must be a letter or digit."""
 _CLEAN = re.compile(r"^[A-Z0-9]+\Z")
 
 
@@ -330,3 +332,24 @@ def grammar_from_spec(name: str, country: str, templates: Sequence[str], letters
     """Build a data-driven grammar (Laos, Cambodia, ...) from config values."""
     return PlateGrammar(name, country, tuple(templates), letters=letters, provinces=provinces,
                         colours=tuple(colours), description=description)
+
+
+def plate_problems(tractor: str, trailer: str | None, grammars: Sequence[PlateGrammar]) -> list[str]:
+    """Why a declaration's plates cannot be right, per the grammars (empty when they can)."""
+    problems = []
+    names = ", ".join(g.name for g in grammars)
+    tractor_grammar = classify(tractor, grammars)
+    if tractor_grammar is None:
+        problems.append(f"tractor_plate {tractor!r} fits no plate grammar ({names}); foreign "
+                        "layouts are added under plate_grammars in the config")
+    elif tractor_grammar is VN_TRAILER:
+        problems.append(f"tractor_plate {tractor!r} is a trailer plate (VN series R); "
+                        "did the tractor and trailer plates swap?")
+    if trailer:
+        trailer_grammar = classify(trailer, grammars)
+        if trailer_grammar is None:
+            problems.append(f"trailer_plate {trailer!r} fits no plate grammar ({names})")
+        elif trailer_grammar.country == "VN" and trailer_grammar is not VN_TRAILER:
+            problems.append(f"trailer_plate {trailer!r} is not a VN trailer plate "
+                            "(trailers and semi-trailers carry series R, e.g. 51R-012.34)")
+    return problems
