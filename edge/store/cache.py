@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 
@@ -125,12 +125,35 @@ class UpsertResult:
         return self
 
 
-@dataclass(frozen=True)
-class ManifestHit:
-    """A manifest found by a key, and which key found it."""
+class ManifestRows(NamedTuple):
+    """One manifest flattened into the rows it occupies; plain tuples pickle cheaply."""
 
-    manifest: Manifest
-    via: str
+    declaration_no: str
+    version: int
+    manifest: tuple[Any, ...]
+    plates: list[tuple[str, str, str]]
+    containers: list[tuple[int, str]]
+    seals: list[tuple[int, str, str, str | None]]
+
+
+def manifest_rows(m: Manifest) -> ManifestRows:
+    """Flatten a validated manifest into its table rows (without the row id)."""
+    plates = [("tractor", m.tractor_plate, fold_confusables(m.tractor_plate))]
+    if m.trailer_plate:
+        plates.append(("trailer", m.trailer_plate, fold_confusables(m.trailer_plate)))
+    return ManifestRows(
+        m.declaration_no, m.version,
+        (m.declaration_no, m.version, m.transit_mrn, m.channel.value, m.status.value,
+         m.tractor_plate, m.trailer_plate, m.trader.tax_code, m.trader.name, int(m.trader.aeo),
+         _json_list(m.gates), _json_list(m.lanes), iso(m.valid_from), iso(m.valid_until)),
+        plates,
+        list(enumerate(m.containers)),
+        [(i, s.seal_id, s.type.value, s.container) for i, s in enumerate(m.seals)],
+    )
+
+
+def _json_list(values: tuple[str, ...]) -> str:
+    return json.dumps(list(values)) if values else "[]"
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -167,6 +190,11 @@ class ManifestCache:
         with self.db.atomic():
             return self._upsert(manifests)
 
+    def upsert_rows(self, batch: Sequence[ManifestRows]) -> UpsertResult:
+        """Like :meth:`upsert_manifests` for rows flattened by import workers."""
+        with self.db.atomic():
+            return self.write_rows(batch)
+
     def replace_all(self, manifests: Iterable[Manifest], meta: dict[str, str] | None = None) -> int:
         """Swap the whole cache for a snapshot, atomically: readers see old or new, never half."""
         count = 0
@@ -186,32 +214,39 @@ class ManifestCache:
         return count
 
     def _upsert(self, manifests: Sequence[Manifest]) -> UpsertResult:
+        return self.write_rows([manifest_rows(m) for m in manifests])
+
+    def write_rows(self, batch: Sequence[ManifestRows]) -> UpsertResult:
+        """Upsert pre-flattened manifests (see :func:`manifest_rows`); caller owns the transaction.
+
+        Import workers flatten and validate in other processes; this is the single writer.
+        """
         result = UpsertResult()
         # Within one batch the highest version of a declaration wins.
-        latest: dict[str, Manifest] = {}
-        for m in manifests:
-            seen = latest.get(m.declaration_no)
-            if seen is None or m.version > seen.version:
-                latest[m.declaration_no] = m
-            else:
-                result.stale += 1
+        latest: dict[str, ManifestRows] = {}
+        for rows in batch:
+            seen = latest.get(rows.declaration_no)
+            if seen is not None:
+                result.stale += 1  # one of the two is superseded within the batch
+            if seen is None or rows.version > seen.version:
+                latest[rows.declaration_no] = rows
         existing: dict[str, tuple[int, int]] = {}
         for chunk in _chunks(list(latest)):
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
+            found = self.db.execute(
                 f"SELECT declaration_no, id, version FROM manifests WHERE declaration_no IN ({marks})",
                 list(chunk),
             ).fetchall()
-            existing.update({row[0]: (row[1], row[2]) for row in rows})
-        to_write: list[Manifest] = []
+            existing.update({row[0]: (row[1], row[2]) for row in found})
+        to_write: list[ManifestRows] = []
         replaced_ids: list[int] = []
-        for decl, m in latest.items():
+        for decl, rows in latest.items():
             prior = existing.get(decl)
             if prior is None:
-                to_write.append(m)
+                to_write.append(rows)
                 result.inserted += 1
-            elif m.version > prior[1]:
-                to_write.append(m)
+            elif rows.version > prior[1]:
+                to_write.append(rows)
                 replaced_ids.append(prior[0])
                 result.replaced += 1
             else:
@@ -236,33 +271,24 @@ class ManifestCache:
                    trader_aeo=excluded.trader_aeo, gates=excluded.gates, lanes=excluded.lanes,
                    valid_from=excluded.valid_from, valid_until=excluded.valid_until
                WHERE excluded.version > manifests.version""",
-            [
-                (m.declaration_no, m.version, m.transit_mrn, m.channel.value, m.status.value,
-                 m.tractor_plate, m.trailer_plate, m.trader.tax_code, m.trader.name,
-                 int(m.trader.aeo), json.dumps(list(m.gates)), json.dumps(list(m.lanes)),
-                 iso(m.valid_from), iso(m.valid_until))
-                for m in to_write
-            ],
+            [rows.manifest for rows in to_write],
         )
         ids: dict[str, int] = {}
-        for chunk in _chunks([m.declaration_no for m in to_write]):
+        for chunk in _chunks([rows.declaration_no for rows in to_write]):
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
+            found = self.db.execute(
                 f"SELECT declaration_no, id FROM manifests WHERE declaration_no IN ({marks})",
                 list(chunk),
             ).fetchall()
-            ids.update(dict(rows))
+            ids.update(dict(found))
         plates: list[tuple[int, str, str, str]] = []
         containers: list[tuple[int, int, str]] = []
         seals: list[tuple[int, int, str, str, str | None]] = []
-        for m in to_write:
-            mid = ids[m.declaration_no]
-            plates.append((mid, "tractor", m.tractor_plate, fold_confusables(m.tractor_plate)))
-            if m.trailer_plate:
-                plates.append((mid, "trailer", m.trailer_plate, fold_confusables(m.trailer_plate)))
-            containers.extend((mid, i, c) for i, c in enumerate(m.containers))
-            seals.extend((mid, i, s.seal_id, s.type.value, s.container)
-                         for i, s in enumerate(m.seals))
+        for rows in to_write:
+            mid = ids[rows.declaration_no]
+            plates.extend((mid, *p) for p in rows.plates)
+            containers.extend((mid, *c) for c in rows.containers)
+            seals.extend((mid, *x) for x in rows.seals)
         conn.executemany("INSERT INTO manifest_plates VALUES (?,?,?,?)", plates)
         conn.executemany("INSERT INTO manifest_containers VALUES (?,?,?)", containers)
         conn.executemany("INSERT INTO manifest_seals VALUES (?,?,?,?,?)", seals)
