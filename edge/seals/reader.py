@@ -86,7 +86,10 @@ class SerialSealReader:
         failures = 0
         while not self._stop.is_set():
             try:
-                port = serial.serial_for_url(cfg.port, baudrate=cfg.baudrate, timeout=self._read_timeout)
+                # exclusive: an flock, so a second gate-edge (or a stray terminal program) cannot
+                # silently steal half the bytes of the port.
+                port = serial.serial_for_url(cfg.port, baudrate=cfg.baudrate, timeout=self._read_timeout,
+                                             exclusive=True)
             except (serial.SerialException, OSError, ValueError) as exc:
                 failures += 1
                 # First failure at ERROR, then DEBUG until it recovers (HA modbus practice).

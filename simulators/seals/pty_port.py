@@ -23,11 +23,10 @@ from types import TracebackType
 
 logger = logging.getLogger(__name__)
 
-
 class PtyPort:
     """The device end (pty master) of a simulated serial port."""
 
-    def __init__(self, link: str | Path | None = None, *, write_timeout_s: float = 2.0) -> None:
+    def __init__(self, link: str | Path | None = None, *, write_timeout_s: float = 0.5) -> None:
         self._own_dir: str | None = None
         if link is None:
             self._own_dir = tempfile.mkdtemp(prefix="gate-sim-")
@@ -98,22 +97,27 @@ class PtyPort:
             self._own_dir = None
 
     def write(self, data: bytes) -> int:
-        """Send bytes; like a UART they are lost when unplugged, or if nobody drains the line."""
+        """Send bytes; lost when unplugged, or when the reader takes nothing for a while.
+
+        A pty holds only a few KiB; a burst larger than that waits for the reader to drain
+        it (like a UART with RTS/CTS flow control). If the reader takes nothing for
+        ``write_timeout_s`` the rest is dropped, as bytes on an unread wire are.
+        """
         with self._lock:
             fd = self._master
             if fd is None:
                 self.bytes_dropped += len(data)
                 return 0
             sent = 0
-            deadline = time.monotonic() + self.write_timeout_s
+            last_progress = time.monotonic()
             while sent < len(data):
                 try:
                     sent += os.write(fd, data[sent:])
+                    last_progress = time.monotonic()
                 except BlockingIOError:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                    if time.monotonic() - last_progress > self.write_timeout_s:
                         break
-                    select.select([], [fd], [], min(left, 0.05))
+                    select.select([], [fd], [], 0.05)
                 except OSError as exc:
                     if exc.errno != errno.EIO:
                         raise
