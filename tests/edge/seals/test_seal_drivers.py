@@ -77,6 +77,7 @@ def test_eseal_invalid_seal_id_is_kept_flagged(seal: str) -> None:
     (b"seal=ABCD1234;st=I;bat=101;", "battery '101'"),
     (b"seal=ABCD1234;st=I;bat=-1;", "battery '-1'"),
     (b"seal=ABCD1234;st=I;ts=2026-11-23;", "timestamp"),
+    (b"seal=ABCD1234;st=I;ts=20261399T250000Z;", "timestamp"),
 ])
 def test_eseal_bad_field_keeps_a_malformed_read_and_counts(payload: bytes, detail: str) -> None:
     out = eseal().feed(encode_frame(payload), NOW)
