@@ -112,6 +112,12 @@ class SerialSealReader:
                 self._read_loop(port)
             except (serial.SerialException, OSError) as exc:
                 logger.error("seal reader port %s lost: %s", cfg.port, exc, extra=self._extra)
+            except Exception:
+                # A bug must not silence the lane's seal reader for the rest of the day: log it
+                # with its traceback, drop the half frame, reopen the port after the back-off.
+                logger.exception("seal reader failed unexpectedly; reopening the port",
+                                 extra=self._extra)
+                self.stats.errors["internal"] += 1
             finally:
                 self.stats.connected = False
                 port.close()
@@ -149,6 +155,8 @@ class SerialSealReader:
                     data += port.read(waiting)
                 last_rx = mono
                 self.stats.bytes_in += len(data)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("rx %d bytes: %s", len(data), data[:512].hex(" "), extra=self._extra)
                 self._handle(self._driver.feed(data, self._clock()))
             elif self._driver.pending and mono - last_rx >= self.config.frame_timeout_s:
                 err = self._driver.reset()

@@ -271,3 +271,39 @@ def test_service_collapses_reads_into_the_lane_window(
         assert alarms == []
 
     run(scenario)
+
+
+def test_a_driver_bug_does_not_stop_the_reader(eseal_sim: ESealReaderSimulator,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    # The only stand-in in this file: a driver with a deliberate bug, since the real drivers
+    # have none we could trigger (the fuzz tests say so).
+    from datetime import datetime
+
+    from edge.seals.drivers.base import Decoded
+    from edge.seals.drivers.eseal import ESealDriver
+
+    class Buggy(ESealDriver):
+        def feed(self, data: bytes, now: datetime) -> Decoded:
+            if b"BOOM" in data:
+                raise ZeroDivisionError("driver bug")
+            return super().feed(data, now)
+
+    async def scenario() -> None:
+        col = Collector()
+        cfg = eseal_cfg(eseal_sim.path)
+        reader = SerialSealReader(cfg, "in-1", col.on_read, col.on_alarm)
+        reader._driver = Buggy(cfg, "in-1")
+        await reader.start()
+        try:
+            await until(lambda: reader.stats.connected)
+            eseal_sim.read("BOOM0001")
+            await until(lambda: reader.stats.errors["internal"] == 1)
+            await until(lambda: reader.stats.connected and reader.stats.connects == 2)
+            eseal_sim.read("FINE0001")
+            assert (await col.next()).seal_id == "FINE0001"
+        finally:
+            await reader.stop()
+
+    with caplog.at_level(logging.ERROR, logger="edge.seals"):
+        run(scenario)
+    assert any("failed unexpectedly" in r.getMessage() and r.exc_info for r in caplog.records)
