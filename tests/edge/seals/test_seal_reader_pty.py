@@ -307,3 +307,39 @@ def test_a_driver_bug_does_not_stop_the_reader(eseal_sim: ESealReaderSimulator,
     with caplog.at_level(logging.ERROR, logger="edge.seals"):
         run(scenario)
     assert any("failed unexpectedly" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_fuzzed_stream_through_a_real_pty(eseal_sim: ESealReaderSimulator) -> None:
+    """Noise and valid frames through the real pty and runtime: every frame exactly once."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from simulators.seals import wire
+
+    async def deliver(stream: bytes, expected: int) -> tuple[list[str], SerialSealReader]:
+        col = Collector()
+        reader = await started(eseal_cfg(eseal_sim.path, frame_timeout_s=0.5), col)
+        try:
+            await until(lambda: reader.stats.connected)
+            eseal_sim.raw(stream)
+            seals = [(await col.next(5)).seal_id for _ in range(expected)]
+            await asyncio.sleep(0.05)  # nothing more may arrive
+            assert col.reads.empty()
+            return seals, reader
+        finally:
+            await reader.stop()
+
+    frames = st.builds(lambda i, status: (f"FZ{i:06d}", wire.eseal_frame(
+        wire.eseal_payload(f"FZ{i:06d}", status, rdr="R1", bat=i % 101))),
+        st.integers(0, 999_999), st.sampled_from("IOT"))
+
+    @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.binary(max_size=60), frames), min_size=1, max_size=15),
+           st.binary(max_size=60))
+    def check(parts: list[tuple[bytes, tuple[str, bytes]]], tail: bytes) -> None:
+        stream = b"".join(noise + frame for noise, (_, frame) in parts) + tail
+        seals, reader = asyncio.run(deliver(stream, len(parts)))
+        assert seals == [seal for _, (seal, _) in parts]
+        assert reader.stats.errors["internal"] == 0
+
+    check()
