@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from simulators.seals import BarcodeScannerSimulator, ESealReaderSimulator
@@ -27,11 +28,11 @@ def listen(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def feed_until_done(proc: subprocess.Popen[str], send: object) -> tuple[str, str]:
+def feed_until_done(proc: subprocess.Popen[str], send: Callable[[], object]) -> tuple[str, str]:
     # The listener opens the port asynchronously: keep sending until it has what it wants.
     deadline = time.monotonic() + 15
     while proc.poll() is None and time.monotonic() < deadline:
-        send()  # type: ignore[operator]
+        send()
         time.sleep(0.1)
     out, err = proc.communicate(timeout=10)
     return out, err

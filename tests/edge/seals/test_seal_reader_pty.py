@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def run(test: Callable[[], Awaitable[None]]) -> None:
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(test())
 
 
@@ -245,7 +245,8 @@ def test_barcode_scanner_through_the_pty(barcode_sim: BarcodeScannerSimulator) -
 def test_service_collapses_reads_into_the_lane_window(
         eseal_sim: ESealReaderSimulator, barcode_sim: BarcodeScannerSimulator) -> None:
     async def scenario() -> None:
-        readers = [eseal_cfg(eseal_sim.path, window_s=30),
+        readers: list[ESealReaderConfig | BarcodeScannerConfig] = [
+                   eseal_cfg(eseal_sim.path, window_s=30),
                    BarcodeScannerConfig.model_validate({"type": "barcode", "name": "bc-1",
                                                         "port": barcode_sim.path, **FAST}),
                    eseal_cfg("/nonexistent/port", name="spare")]
