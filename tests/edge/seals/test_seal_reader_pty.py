@@ -159,14 +159,26 @@ def test_unplug_and_replug_while_reading(eseal_sim: ESealReaderSimulator) -> Non
             assert (after.seal_id, after.status) == ("AFTER001", SealStatus.TAMPERED)
             assert reader.stats.connects == 2
             assert reader.stats.errors["truncated"] == 1  # the half frame, not lost silently
-            # A short blip (shorter than alarm_after_s) reconnects without an alarm.
+        finally:
+            await reader.stop()
+
+    run(scenario)
+
+
+def test_short_blip_reconnects_without_alarm(eseal_sim: ESealReaderSimulator) -> None:
+    async def scenario() -> None:
+        col = Collector()
+        reader = await started(eseal_cfg(eseal_sim.path, alarm_after_s=3.0), col)
+        try:
+            await until(lambda: reader.stats.connected)
             eseal_sim.unplug()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
             eseal_sim.replug()
-            await until(lambda: reader.stats.connects == 3)
+            await until(lambda: reader.stats.connects == 2)
             eseal_sim.read("BLIP0001")
             assert (await col.next()).seal_id == "BLIP0001"
-            assert col.alarm_states(AlarmKind.DISCONNECTED) == [True, False]
+            assert reader.stats.disconnects == 1
+            assert col.alarms == []
         finally:
             await reader.stop()
 
@@ -198,7 +210,7 @@ def test_device_absent_at_start_then_plugged(tmp_path: Path) -> None:
 def test_error_rate_alarm_raised_and_cleared(eseal_sim: ESealReaderSimulator) -> None:
     async def scenario() -> None:
         col = Collector()
-        cfg = eseal_cfg(eseal_sim.path, error_alarm_threshold=3, error_window_s=0.4)
+        cfg = eseal_cfg(eseal_sim.path, error_alarm_threshold=3, error_window_s=1.5)
         reader = await started(cfg, col)
         try:
             await until(lambda: reader.stats.connected)
@@ -208,7 +220,7 @@ def test_error_rate_alarm_raised_and_cleared(eseal_sim: ESealReaderSimulator) ->
             assert col.alarm_states(AlarmKind.ERRORS) == []
             eseal_sim.badcrc()
             await until(lambda: col.alarm_states(AlarmKind.ERRORS) == [True])
-            await until(lambda: col.alarm_states(AlarmKind.ERRORS) == [True, False], timeout=3)
+            await until(lambda: col.alarm_states(AlarmKind.ERRORS) == [True, False], timeout=6)
         finally:
             await reader.stop()
 
