@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.config.policy import PolicyConfig
 from edge.domain.iso6346 import check_digit
-from edge.domain.model import PassageReads, PlateRead
+from edge.domain.model import ContainerRead, PassageReads, PlateRead, SealRead, SealStatus
 from edge.domain.plates import CN_PROVINCES, default_grammars
 from edge.matching.matcher import decide
 from edge.store.cache import ManifestCache
@@ -57,11 +57,14 @@ def container(rng: random.Random) -> str:
     return body + str(check_digit(body))
 
 
-def generate(path: Path, count: int, seed: int) -> list[tuple[str, str | None]]:
-    """Write ``count`` JSON lines; return (tractor, trailer) of each for the match phase."""
+Truck = tuple[str, str | None, list[str], list[str]]
+
+
+def generate(path: Path, count: int, seed: int) -> list[Truck]:
+    """Write ``count`` JSON lines; return (tractor, trailer, containers, seals) for matching."""
     rng = random.Random(seed)
     start = datetime(2026, 11, 1, tzinfo=UTC)
-    plates: list[tuple[str, str | None]] = []
+    plates: list[Truck] = []
     used: set[str] = set()
     with path.open("w", encoding="utf-8") as out:
         for i in range(count):
@@ -86,7 +89,7 @@ def generate(path: Path, count: int, seed: int) -> list[tuple[str, str | None]]:
                 "valid_until": (start + timedelta(days=rng.randint(30, 90))).isoformat(),
             }
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            plates.append((tractor, trailer))
+            plates.append((tractor, trailer, containers, [x["seal_id"] for x in seals]))
     return plates
 
 
@@ -147,7 +150,7 @@ def main() -> None:
     kinds = {"exact": [], "folded": [], "miss": []}  # type: dict[str, list[float]]
     outcomes: dict[str, int] = {}
     for _ in range(args.matches):
-        tractor, trailer = rng.choice(plates)
+        tractor, trailer, containers, seals = rng.choice(plates)
         roll = rng.random()
         kind, text = "exact", tractor
         if roll < 0.2:
@@ -162,7 +165,11 @@ def main() -> None:
                                                candidates=()),),
             trailer=(PlateRead.model_construct(lane="in-1", text=trailer, confidence=0.95,
                                                candidates=()),) if trailer else (),
-            containers=(), seals=(),
+            containers=tuple(ContainerRead.model_construct(
+                lane="in-1", text=c, confidence=1.0, check_digit_ok=True) for c in containers),
+            seals=tuple(SealRead.model_construct(lane="in-1", reader="r", seal_id=x,
+                                                 status=SealStatus.INTACT, malformed=False)
+                        for x in seals),
         )
         t0 = time.perf_counter()
         decision = decide(reads, cache, policy, grammars, site="HUUNGHI")

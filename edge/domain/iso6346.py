@@ -72,8 +72,11 @@ def is_well_formed(code: str) -> bool:
 
 def is_valid(code: str) -> bool:
     """Shape and check digit both right."""
-    code = normalize_container(code)
-    return bool(_FORMAT.match(code)) and check_digit(code) == int(code[10])
+    if not _FORMAT.match(code):
+        code = normalize_container(code)
+        if not _FORMAT.match(code):
+            return False
+    return weighted_check_digit(code[:10]) == ord(code[10]) - 48
 
 
 def _position_options(pos: int, char: str) -> tuple[str, ...]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +39,23 @@ log = logging.getLogger(__name__)
 _CHUNK = 500  # keeps IN (...) lists under SQLite's host-parameter limit
 
 
+# One secondary index per key the matcher looks up. Kept apart from the table definitions so a
+# bulk load into an empty cache can build them once, sorted, after the data is in.
+SECONDARY_INDEXES: dict[str, str] = {
+    # (folded, plate) serves both the exact lookup (folded = f(p) AND plate = p) and the
+    # confusable-folded lookup (folded = f(read)).
+    "idx_manifest_plates_folded_plate":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_plates_folded_plate ON manifest_plates(folded, plate)",
+    "idx_manifest_containers_container":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_containers_container ON manifest_containers(container)",
+    "idx_manifest_seals_seal":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_seals_seal ON manifest_seals(seal_id)",
+    "idx_manifests_mrn":
+        "CREATE INDEX IF NOT EXISTS idx_manifests_mrn ON manifests(transit_mrn) "
+        "WHERE transit_mrn IS NOT NULL",
+}
+
+
 def _m001_manifests(db: sqlite_utils.Database) -> None:
     db.executescript("""
         CREATE TABLE manifests (
@@ -56,34 +75,33 @@ def _m001_manifests(db: sqlite_utils.Database) -> None:
             valid_from TEXT NOT NULL,
             valid_until TEXT NOT NULL
         );
+        -- Child tables are clustered by manifest (WITHOUT ROWID, primary key first): appends
+        -- stay sequential and loading a manifest's children is one range scan. Each key the
+        -- matcher looks up has one secondary index.
         CREATE TABLE manifest_plates (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             role TEXT NOT NULL,
             plate TEXT NOT NULL,
-            folded TEXT NOT NULL
-        );
-        CREATE INDEX idx_manifest_plates_plate ON manifest_plates(plate);
-        CREATE INDEX idx_manifest_plates_folded ON manifest_plates(folded);
-        CREATE INDEX idx_manifest_plates_manifest ON manifest_plates(manifest_id);
+            folded TEXT NOT NULL,
+            PRIMARY KEY (manifest_id, role)
+        ) WITHOUT ROWID;
         CREATE TABLE manifest_containers (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
-            container TEXT NOT NULL
-        );
-        CREATE INDEX idx_manifest_containers_container ON manifest_containers(container);
-        CREATE INDEX idx_manifest_containers_manifest ON manifest_containers(manifest_id);
+            container TEXT NOT NULL,
+            PRIMARY KEY (manifest_id, position)
+        ) WITHOUT ROWID;
         CREATE TABLE manifest_seals (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
             seal_id TEXT NOT NULL,
             type TEXT NOT NULL,
-            container TEXT
-        );
-        CREATE INDEX idx_manifest_seals_seal ON manifest_seals(seal_id);
-        CREATE INDEX idx_manifest_seals_manifest ON manifest_seals(manifest_id);
-        CREATE INDEX idx_manifests_trader ON manifests(trader_tax_code);
-        CREATE INDEX idx_manifests_mrn ON manifests(transit_mrn) WHERE transit_mrn IS NOT NULL;
+            container TEXT,
+            PRIMARY KEY (manifest_id, position)
+        ) WITHOUT ROWID;
     """)
+    for sql in SECONDARY_INDEXES.values():
+        db.execute(sql)
 
 
 def _m002_hotlist_meta(db: sqlite_utils.Database) -> None:
@@ -176,9 +194,45 @@ class ManifestCache:
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = connect(path, "NORMAL", readonly=readonly, check_same_thread=check_same_thread)
+        cache = cls(db, path)
         if not readonly:
             migrate(db, path, CACHE_MIGRATIONS)
-        return cls(db, path)
+            cache.ensure_indexes()
+        return cache
+
+    def ensure_indexes(self) -> list[str]:
+        """Create any missing secondary index (after a bulk load that was interrupted)."""
+        present = {r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
+        missing = [name for name in SECONDARY_INDEXES if name not in present]
+        if missing:
+            started = time.perf_counter()
+            with self.db.atomic():
+                for name in missing:
+                    self.db.execute(SECONDARY_INDEXES[name])
+            log.info("built cache index(es) %s in %.1f s", ", ".join(missing),
+                     time.perf_counter() - started)
+        return missing
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[bool]:
+        """Load an *empty* cache without its secondary indexes, then build them sorted.
+
+        Inserting a million random plate/container/seal keys into live B-trees costs more
+        than the rest of the import; building each index once at the end is a sort. Yields
+        whether the fast path is taken (only when the cache is empty). If the process dies
+        before the end, :meth:`open` rebuilds the missing indexes.
+        """
+        if self.count() > 0:
+            yield False
+            return
+        with self.db.atomic():
+            for name in SECONDARY_INDEXES:
+                self.db.execute(f"DROP INDEX IF EXISTS {name}")
+        try:
+            yield True
+        finally:
+            self.ensure_indexes()
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL where possible)."""
@@ -393,8 +447,8 @@ class ManifestCache:
 
     def by_plate(self, plate: str, role: str | None = None) -> list[Manifest]:
         """Manifests whose tractor (or trailer) plate is exactly ``plate`` (normalized)."""
-        sql = "SELECT manifest_id FROM manifest_plates WHERE plate = ?"
-        args = [plate]
+        sql = "SELECT manifest_id FROM manifest_plates WHERE folded = ? AND plate = ?"
+        args = [fold_confusables(plate), plate]
         if role:
             sql += " AND role = ?"
             args.append(role)

@@ -17,6 +17,7 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 
 from edge.domain.model import Manifest
 from edge.store.cache import ManifestCache, ManifestRows, UpsertResult, manifest_rows
+from edge.store.db import DEFAULT_CACHE_KIB
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +238,7 @@ def import_records(cache: ManifestCache, records: Iterable[tuple[int, Manifest |
 
 
 PARALLEL_MIN_BYTES = 8_000_000
+BULK_CACHE_KIB = 512 * 1024
 
 
 def import_file(cache: ManifestCache, path: Path, batch_size: int = 5000,
@@ -246,13 +249,28 @@ def import_file(cache: ManifestCache, path: Path, batch_size: int = 5000,
     Large JSON-lines files are validated by worker processes (``workers``; default: one per
     CPU, at most 4); small files and CSV are imported in this process.
     """
+    large = path.stat().st_size >= PARALLEL_MIN_BYTES
     if workers is None:
-        workers = min(4, os.cpu_count() or 1) if path.stat().st_size >= PARALLEL_MIN_BYTES else 0
-    if workers > 1 and detect_format(path) == "jsonl":
-        return import_jsonl_parallel(cache, path, workers, batch_size, progress)
-    with path.open(encoding="utf-8", newline="") as stream:
-        parser = parse_csv if detect_format(path) == "csv" else parse_jsonl
-        return import_records(cache, parser(stream), batch_size, progress)
+        workers = min(4, os.cpu_count() or 1) if large else 0
+    if large:
+        # Random plate/container/seal keys touch index pages all over the file; a bigger page
+        # cache for the duration of a bulk import keeps them in memory (~2x faster at 1M).
+        cache.db.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+        # Checkpoint rarely while bulk loading: a page changed by many batches is copied back
+        # into the database once instead of once per 1,000 WAL pages (~10 us/manifest at 1M).
+        cache.db.execute("PRAGMA wal_autocheckpoint=100000")
+    try:
+        with cache.bulk_load() if large else nullcontext(False):
+            if workers > 1 and detect_format(path) == "jsonl":
+                return import_jsonl_parallel(cache, path, workers, batch_size, progress)
+            with path.open(encoding="utf-8", newline="") as stream:
+                parser = parse_csv if detect_format(path) == "csv" else parse_jsonl
+                return import_records(cache, parser(stream), batch_size, progress)
+    finally:
+        if large:
+            cache.db.execute(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
+            cache.db.execute("PRAGMA wal_autocheckpoint=1000")
+            cache.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def import_text(cache: ManifestCache, text: str, fmt: str = "jsonl") -> ImportSummary:

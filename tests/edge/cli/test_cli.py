@@ -120,3 +120,21 @@ def test_demo_runs_end_to_end_as_a_user_would() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "audit chain: 10 record(s), verified" in proc.stdout
     assert "HOTLIST_PLATE" in proc.stdout and "✗" not in proc.stdout
+
+
+def test_audit_verify_detects_tampering(tmp_path: Path) -> None:
+    import sqlite3
+
+    from edge.store.records import Records
+
+    path = tmp_path / "records.db"
+    store = Records.open(path)
+    for i in range(3):
+        store.audit_event(actor="officer.tran", action="login", subject=f"user:{i}")
+    store.close()
+    ok = runner.invoke(app, ["audit", "verify", "--records", str(path)])
+    assert ok.exit_code == 0 and "verified, 3 record(s)" in ok.output
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE audit SET actor = 'someone.else' WHERE id = 2")
+    bad = runner.invoke(app, ["audit", "verify", "--records", str(path)])
+    assert bad.exit_code == 1 and "BROKEN at row 2" in bad.output
