@@ -1,8 +1,9 @@
 """All seal readers of a checkpoint, wired from config to the lanes' seal windows.
 
-One ``SerialSealReader`` per configured reader feeds one ``SealWindow`` per lane. The lane
-logic asks ``windows[lane]`` for the reads of its current passage; alarms go to one callback
-(the daemon turns them into outbox alarms for the centre and console banners).
+One ``SerialSealReader`` per configured reader feeds one ``SealWindow`` per lane, which keeps
+the collapsed, passage-attached view of the lane's seals. ``on_read`` also receives every read
+as it arrives, for the lane's passage assembly (``edge.lanes.assembly.LaneAssembler.add``);
+alarms go to one callback (the daemon turns them into outbox alarms and console banners).
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ class SealReaderService:
                            extra={"device": name})
 
     def _accept(self, read: SealRead) -> None:
-        collapsed = self.windows[read.lane].add(read)
-        if collapsed is not None and self._on_read is not None:
-            self._on_read(collapsed)
+        # Every read goes on as it came (count=1) so the lane's passage assembly sees each
+        # sighting at its own time; the window keeps the collapsed view of the lane.
+        self.windows[read.lane].add(read)
+        if self._on_read is not None:
+            self._on_read(read)
 
     async def start(self) -> None:
         """Start every reader thread."""

@@ -21,8 +21,10 @@ from edge.domain.model import SealRead, SealStatus, SealType
 
 logger = logging.getLogger(__name__)
 
-# The most alarming status wins when sightings of one seal disagree.
-_SEVERITY = {SealStatus.UNKNOWN: 0, SealStatus.INTACT: 1, SealStatus.OPENED: 2, SealStatus.TAMPERED: 3}
+# The most alarming status wins when sightings of one seal disagree. "unknown" (an e-seal frame
+# whose status field was unreadable) outranks "intact": doubt must never be overwritten by a
+# reassuring read. Same order as the lane assembler (edge/lanes/assembly.py).
+_SEVERITY = {SealStatus.INTACT: 0, SealStatus.UNKNOWN: 1, SealStatus.OPENED: 2, SealStatus.TAMPERED: 3}
 
 _Key = tuple[str, SealType]
 

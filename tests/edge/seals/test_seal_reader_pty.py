@@ -264,7 +264,8 @@ def test_service_collapses_reads_into_the_lane_window(
                    eseal_cfg("/nonexistent/port", name="spare")]
         lanes = [LaneConfig(id="in-1", direction="inbound", seal_readers=["es-1", "bc-1"])]
         alarms: list[ReaderAlarm] = []
-        service = SealReaderService(readers, lanes, on_alarm=alarms.append)
+        forwarded: list[SealRead] = []
+        service = SealReaderService(readers, lanes, on_alarm=alarms.append, on_read=forwarded.append)
         assert [r.name for r in service.readers] == ["es-1", "bc-1"]  # 'spare' has no lane
         await service.start()
         try:
@@ -279,6 +280,9 @@ def test_service_collapses_reads_into_the_lane_window(
             assert by_id["ABCD1234"].count == 5 and by_id["ABCD1234"].status is SealStatus.TAMPERED
             assert by_id["]C0BOLT0001"].count == 1  # no prefix configured: kept, flagged
             assert by_id["]C0BOLT0001"].malformed
+            # The assembly hook got every sighting as it came.
+            assert [r.count for r in forwarded] == [1] * 6
+            assert [r.status for r in forwarded if r.seal_id == "ABCD1234"][-1] is SealStatus.TAMPERED
         finally:
             await service.stop()
         assert alarms == []

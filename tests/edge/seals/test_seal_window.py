@@ -35,6 +35,14 @@ def test_worst_status_and_malformed_win() -> None:
     assert (r.status, r.malformed, r.count) == (SealStatus.TAMPERED, True, 3)
 
 
+def test_unknown_status_outranks_intact() -> None:
+    w = SealWindow("in-1", window_s=30)
+    w.add(read("ABCD1234", 0, SealStatus.UNKNOWN, malformed=True))
+    w.add(read("ABCD1234", 1, SealStatus.INTACT))
+    [r] = w.current()
+    assert (r.status, r.malformed, r.count) == (SealStatus.UNKNOWN, True, 2)
+
+
 def test_bolt_and_eseal_with_same_id_stay_apart() -> None:
     w = SealWindow("in-1", window_s=30)
     w.add(read("ABCD1234", 0))
