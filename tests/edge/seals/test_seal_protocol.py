@@ -187,3 +187,21 @@ def test_payload_fields() -> None:
 def test_payload_errors_name_the_problem(payload: bytes, problem: str) -> None:
     with pytest.raises(PayloadError, match=problem):
         parse_payload(payload)
+
+
+def test_vectors_printed_in_the_spec_match_the_code() -> None:
+    """docs/protocols.md shows frames as ``02 "payload" 03 CRC...``; the code must agree."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "protocols.md").read_text(encoding="utf-8")
+    section = doc.split("## Seal-reader serial protocols", 1)[1]
+    vectors = re.findall(r'^02 "([^"]+)" 03 ((?:[0-9A-F]{2} ?)+)$', section, flags=re.M)
+    assert len(vectors) == 3
+    for payload, crc_hex in vectors:
+        frame = b"\x02" + payload.encode() + b"\x03" + bytes.fromhex(crc_hex)
+        assert encode_frame(payload.encode()) == frame
+        assert wire.eseal_frame(payload.encode()) == frame
+    barcode = re.search(r"arrives as\n`((?:[0-9A-F]{2} ?)+)`", section)
+    assert barcode is not None
+    assert wire.barcode_line("EU 1234567", prefix="]C0") == bytes.fromhex(barcode.group(1))
