@@ -38,7 +38,7 @@ def feed_in_chunks(driver_type: str, stream: bytes, cuts: list[int]) -> tuple[li
     return seals, errors + (tail is not None)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2000), st.lists(st.integers(0, 5000), max_size=20))
 def test_random_bytes_never_raise(stream: bytes, cuts: list[int]) -> None:
     for kind in ("eseal", "barcode"):
@@ -46,7 +46,7 @@ def test_random_bytes_never_raise(stream: bytes, cuts: list[int]) -> None:
         assert all(isinstance(s, str) for s in seals)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(noise, frames), max_size=12), noise,
        st.lists(st.integers(0, 5000), max_size=30))
 def test_valid_frames_between_noise_arrive_exactly_once(
@@ -59,7 +59,7 @@ def test_valid_frames_between_noise_arrive_exactly_once(
     assert seals == [seal for _, (seal, _) in parts]
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.binary(max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b),
                           seal_ids), max_size=10),
        st.lists(st.integers(0, 3000), max_size=20))
@@ -71,7 +71,7 @@ def test_barcode_lines_between_noise_lines(parts: list[tuple[bytes, str]], cuts:
     assert errors == len(parts)
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(frames, min_size=1, max_size=8), st.data())
 def test_every_corruption_is_counted_and_neighbours_survive(
         items: list[tuple[str, bytes]], data: st.DataObject) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.seals.protocol import (
@@ -56,6 +56,7 @@ def test_crc_published_and_documented_vectors(data: bytes, expected: int) -> Non
     assert crc_bitwise(data) == expected
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=300))
 def test_crc_matches_bitwise_reference(data: bytes) -> None:
     assert crc16_ccitt_false(data) == crc_bitwise(data)
@@ -76,6 +77,7 @@ def test_escaping_of_each_control_byte() -> None:
     assert unescape(b"A\x10") is None  # DLE at the end
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=200))
 def test_escape_roundtrip_and_no_bare_delimiters(data: bytes) -> None:
     stuffed = escape(data)
@@ -84,6 +86,7 @@ def test_escape_roundtrip_and_no_bare_delimiters(data: bytes) -> None:
     assert wire.stuff(data) == stuffed
 
 
+@settings(deadline=None)
 @given(st.binary(min_size=1, max_size=240))
 def test_any_binary_payload_survives_the_frame(payload: bytes) -> None:
     frame = encode_frame(payload)
