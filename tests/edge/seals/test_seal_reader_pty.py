@@ -360,3 +360,32 @@ def test_fuzzed_stream_through_a_real_pty(eseal_sim: ESealReaderSimulator) -> No
         assert reader.stats.errors["internal"] == 0
 
     check()
+
+
+def test_prometheus_metrics_follow_the_reader(eseal_sim: ESealReaderSimulator) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from edge.seals.metrics import SealReaderCollector
+
+    async def scenario() -> bytes:
+        col = Collector()
+        reader = await started(eseal_cfg(eseal_sim.path), col)
+        registry = CollectorRegistry()
+        registry.register(SealReaderCollector(lambda: [reader]))
+        try:
+            await until(lambda: reader.stats.connected)
+            eseal_sim.read("ABCD1234")
+            eseal_sim.badcrc()
+            eseal_sim.badcrc()
+            await col.next()
+            await until(lambda: reader.stats.errors["bad_crc"] == 2)
+            return generate_latest(registry)
+        finally:
+            await reader.stop()
+
+    text = asyncio.run(scenario()).decode()
+    assert 'gate_seal_reader_reads_total{lane="in-1",reader="es-1"} 1.0' in text
+    assert 'gate_seal_reader_errors_total{kind="bad_crc",lane="in-1",reader="es-1"} 2.0' in text
+    assert 'gate_seal_reader_connected{lane="in-1",reader="es-1"} 1.0' in text
+    assert ('gate_seal_reader_alarm{alarm="SEAL_READER_DISCONNECTED",lane="in-1",reader="es-1"} 0.0'
+            in text)
