@@ -10,7 +10,7 @@ from enum import StrEnum
 
 import typer
 
-from edge.cli import audit_cmd, config_cmd, demo, manifests, match_cmd
+from edge.cli import audit_cmd, config_cmd, demo, manifests, match_cmd, seals_cmd
 from edge.logging_setup import configure_logging
 
 
@@ -57,6 +57,7 @@ app.command("demo")(demo.demo)
 app.add_typer(manifests.app, name="manifests")
 app.add_typer(manifests.hotlist_app, name="hotlist")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(seals_cmd.app, name="seals")
 
 
 def main() -> None:
