@@ -58,7 +58,7 @@ def test_folded_match_can_be_switched_off(fresh: ManifestCache) -> None:
     assert d.reasons == (ReasonCode.NO_MANIFEST,)
 
 
-def test_declaration_number_identifies_when_plate_unreadable(fresh: ManifestCache) -> None:
+def test_declaration_number_confirmed_by_the_plate_opens(fresh: ManifestCache) -> None:
     d = run(fresh, reads(tractor="51C12345", declaration_no="105123456780"))
     assert d.outcome is Outcome.OPEN and d.plate_match == "declaration"
 
