@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from edge.domain.model import HotlistEntry, HotlistKind, Manifest, normalize_hotlist_value, utcnow
 from edge.store.cache import ManifestCache, UpsertResult
 from edge.store.db import from_iso, iso
-from edge.sync.journal import SyncJournal
+from edge.sync.journal import SyncJournal, immediate
 from edge.sync.signing import KeyRing, SignatureError
 from edge.sync.topics import Topics
 
@@ -232,7 +232,7 @@ class Downlink:
             meta_update["signed_at"] = iso(signed_at)
         if kind == "manifests":
             manifests = self._manifests(items)
-            with self.cache.db.atomic():
+            with immediate(self.cache.db):
                 upsert = self.cache.upsert_manifests(manifests)
                 self.cache.set_meta(**meta_update)
             result: dict[str, Any] = {"inserted": upsert.inserted, "replaced": upsert.replaced,
@@ -240,7 +240,7 @@ class Downlink:
         else:
             entries = self._hotlist(items)
             removed = self._removals(doc.get("removed", []))
-            with self.cache.db.atomic():
+            with immediate(self.cache.db):
                 self.cache.upsert_hotlist(entries, self.clock())
                 gone = sum(self.cache.remove_hotlist(k, v) for k, v in removed)
                 self.cache.set_meta(**meta_update)
@@ -327,7 +327,7 @@ class Downlink:
                 "version": str(head["version"]), "hotlist_version": str(head["hotlist_version"]),
                 "signed_at": head["signed_at"], "source": f"mqtt-snapshot:{head['kid']}",
                 "resync_pending": "", "seq_digest": "", "hotlist_seq_digest": ""}
-        with self.cache.db.atomic():
+        with immediate(self.cache.db):
             count = self.cache.replace_all(manifests, meta)
             # The cache module has no "replace hotlist"; the snapshot owns the whole table.
             self.cache.db.execute("DELETE FROM hotlist")

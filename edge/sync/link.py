@@ -110,6 +110,8 @@ class MqttLink:
         self._publish_listeners: list[PublishListener] = []
         self._state_listeners: list[Callable[[bool], None]] = []
         self.io_lock = threading.RLock()
+        self._sub_lock = threading.Lock()
+        self._pending_subs: set[int] = set()
         self.connected = threading.Event()
         self._session_over = threading.Event()
         self._connack = threading.Event()
@@ -153,7 +155,7 @@ class MqttLink:
         self._publish_listeners.append(listener)
 
     def add_state_listener(self, listener: Callable[[bool], None]) -> None:
-        """Called with True after a successful CONNACK and False when the session ends."""
+        """Called with True once connected and subscribed, False when the session ends."""
         self._state_listeners.append(listener)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -262,14 +264,24 @@ class MqttLink:
         self.connects += 1
         log.info("connected to %s as %s (session present: %s)", where, self.settings.client_id,
                  flags.session_present)
-        for topic, qos in self.settings.subscriptions:
-            rc, _mid = client.subscribe(topic, qos=qos)
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                log.error("subscribe %s failed to send: %s", topic, mqtt.error_string(rc))
+        self.state = LinkState.CONNECTED
+        with self._sub_lock:
+            self._pending_subs.clear()
+            for topic, qos in self.settings.subscriptions:
+                rc, mid = client.subscribe(topic, qos=qos)
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                    log.error("subscribe %s failed to send: %s", topic, mqtt.error_string(rc))
+                else:
+                    self._pending_subs.add(mid)
+            ready = not self._pending_subs
         if self.settings.birth:
             topic, payload = self.settings.birth()
             client.publish(topic, payload, qos=1, retain=True)
-        self.state = LinkState.CONNECTED
+        if ready:
+            self._ready()
+
+    def _ready(self) -> None:
+        """Connected *and* subscribed: only now can nothing sent to us be missed."""
         self.connected.set()
         self._connack.set()
         for listener in self._state_listeners:
@@ -296,6 +308,13 @@ class MqttLink:
         for rc in reason_codes:
             if rc.is_failure:
                 log.error("broker refused a subscription: %s (%#04x)", rc, rc.value)
+        with self._sub_lock:
+            if mid not in self._pending_subs:
+                return
+            self._pending_subs.discard(mid)
+            ready = not self._pending_subs
+        if ready and self.state is LinkState.CONNECTED:
+            self._ready()
 
     def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
                         properties: Properties | None) -> None:

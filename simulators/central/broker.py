@@ -9,6 +9,7 @@ silently drop QoS 1 messages queued for a slow or briefly absent consumer — th
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -63,6 +64,10 @@ class Mosquitto:
             "log_type notice",
             "log_dest stderr",
         ]
+        if os.geteuid() == 0:
+            # Started as root, Mosquitto switches to user 'mosquitto', which cannot write the
+            # persistence file into our work directory (and then silently forgets sessions).
+            lines.append("user root")
         if self.persistence:
             data = self.workdir / f"{self.name}-data"
             data.mkdir(parents=True, exist_ok=True)

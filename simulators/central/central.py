@@ -121,8 +121,12 @@ class CentralSim:
         return payload
 
     def publish_manifests(self, site: str, items: Iterable[dict[str, Any]], *,
-                          signed_at: datetime | None = None) -> dict[str, Any]:
-        """Sign and send the next manifest batch of ``site``; returns the body sent."""
+                          signed_at: datetime | None = None, lose: bool = False) -> dict[str, Any]:
+        """Sign and send the next manifest batch of ``site``; returns the body sent.
+
+        ``lose=True`` is fault injection: the batch consumes its seq and enters the centre's
+        state but never reaches the broker, as if a bridge had dropped it.
+        """
         items = list(items)
         with self.lock:
             st = self.sites[site]
@@ -134,7 +138,8 @@ class CentralSim:
                     st.manifests[item["declaration_no"]] = item
             body = {"type": "manifests", "site": site, "seq": st.manifest_seq,
                     "version": st.version, "signed_at": _iso(signed_at or _now()), "items": items}
-        self._publish(self.topics(site).manifests, body)
+        if not lose:
+            self._publish(self.topics(site).manifests, body)
         return body
 
     def publish_hotlist(self, site: str, items: Iterable[dict[str, Any]],

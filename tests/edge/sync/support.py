@@ -99,3 +99,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05
             return True
         time.sleep(step)
     return predicate()
+
+
+def central_topics() -> Topics:
+    return Topics(SITE)
