@@ -121,6 +121,7 @@ class MqttLink:
         self.broker: Broker | None = None
         self.connects = 0
         self.last_error = ""
+        self._quiet = False
         self._client = self._make_client()
 
     # -- set-up ----------------------------------------------------------------------------
@@ -220,6 +221,7 @@ class MqttLink:
         """Connect to one broker and stay until the session ends; True if CONNACK was accepted."""
         s = self.settings
         self.broker = broker
+        self._quiet = quiet
         self.state = LinkState.CONNECTING
         self._connack.clear()
         self._session_over.clear()
@@ -291,6 +293,11 @@ class MqttLink:
                            reason_code: ReasonCode, properties: Properties | None) -> None:
         was = self.connected.is_set()
         self.connected.clear()
+        if self.state is LinkState.CONNECTING:
+            # e.g. TLS 1.3: the broker rejects a missing client certificate after the handshake
+            self.last_error = (f"{self.broker.host if self.broker else '?'}: connection closed "
+                               f"before CONNACK ({reason_code})")
+            log.log(logging.DEBUG if self._quiet else logging.WARNING, "%s", self.last_error)
         if self.state is not LinkState.REFUSED:
             self.state = LinkState.DISCONNECTED
         if was and not self._stop.is_set():
