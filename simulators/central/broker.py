@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import socket
+import string
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +26,12 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def render_template(path: Path, **values: object) -> str:
+    """Fill a ``config/mosquitto/*.template`` (``${NAME}`` placeholders, as envsubst does)."""
+    return string.Template(path.read_text(encoding="utf-8")).substitute(
+        {k: str(v) for k, v in values.items()})
 
 
 def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
@@ -41,18 +48,21 @@ class Mosquitto:
     """One broker process; ``restart()`` keeps the port (and, if enabled, the persisted state)."""
 
     def __init__(self, workdir: Path, *, port: int | None = None, persistence: bool = False,
-                 extra: str = "", name: str = "broker") -> None:
+                 extra: str = "", name: str = "broker", config: str | None = None) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.persistence = persistence
         self.extra = extra
         self.name = name
+        self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf_path = workdir / f"{name}.conf"
         self.log_path = workdir / f"{name}.log"
 
     def config_text(self) -> str:
-        """The generated mosquitto.conf."""
+        """The generated mosquitto.conf (or the given one, e.g. a rendered template)."""
+        if self.config is not None:
+            return self.config + ("\nuser root\n" if os.geteuid() == 0 else "")
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",

@@ -30,7 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from ulid import ULID
 
-from edge.sync.link import Broker, LinkSettings, MqttLink
+from edge.sync.link import Broker, LinkSettings, MqttLink, TlsFiles
 from edge.sync.signing import KeyRing, SignatureError, sign_bytes
 from edge.sync.topics import Topics, central_filters
 
@@ -75,7 +75,8 @@ class CentralSim:
 
     def __init__(self, brokers: Sequence[Broker], *, key: Ed25519PrivateKey, kid: str,
                  edge_keys: Mapping[str, KeyRing], prefix: str = "", client_id: str = "central-sim",
-                 snapshot_part_size: int = 2000, export_path: Path | None = None) -> None:
+                 snapshot_part_size: int = 2000, export_path: Path | None = None,
+                 tls: TlsFiles | None = None) -> None:
         self.key = key
         self.kid = kid
         self.edge_keys = edge_keys
@@ -88,7 +89,7 @@ class CentralSim:
         self.changed = threading.Condition(self.lock)
         self._export = export_path.open("a", encoding="utf-8") if export_path else None
         self.link = MqttLink(LinkSettings(client_id=client_id, brokers=brokers, backoff_min_s=0.2,
-                                          backoff_max_s=2.0,
+                                          backoff_max_s=2.0, tls=tls,
                                           subscriptions=[(f, 1) for f in central_filters(prefix)]),
                              on_message=self._on_message)
 

@@ -68,7 +68,8 @@ def load(path: Path) -> GateEdgeConfig:
 
 def central_sim(ports: list[int], keys: Keys, **kwargs: object) -> CentralSim:
     ring = KeyRing({SITE_KID: load_public_key(keys.site_pub)})
-    return CentralSim([Broker("127.0.0.1", p) for p in ports],
+    tls = kwargs.get("tls") is not None
+    return CentralSim([Broker("127.0.0.1", p, tls=tls) for p in ports],
                       key=load_private_key(keys.central_key), kid=CENTRAL_KID,
                       edge_keys={SITE: ring}, **kwargs)  # type: ignore[arg-type]
 
@@ -103,3 +104,52 @@ def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05
 
 def central_topics() -> Topics:
     return Topics(SITE)
+
+
+def make_pki(directory: Path, clients: list[str]) -> dict[str, Path]:
+    """A throw-away CA, a server certificate for 127.0.0.1/localhost and client certificates.
+
+    Returns paths: ca.pem, server.pem, server.key, and <name>.pem / <name>.key per client (CN).
+    """
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+
+    def cert(cn: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None,
+             issuer_key: ec.EllipticCurvePrivateKey | None, ca: bool = False) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5))
+                   .not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+        return builder.sign(issuer_key or key, hashes.SHA256())
+
+    def write(stem: str, c: x509.Certificate, key: ec.EllipticCurvePrivateKey | None) -> None:
+        paths[f"{stem}.pem"] = directory / f"{stem}.pem"
+        paths[f"{stem}.pem"].write_bytes(c.public_bytes(serialization.Encoding.PEM))
+        if key is not None:
+            paths[f"{stem}.key"] = directory / f"{stem}.key"
+            paths[f"{stem}.key"].write_bytes(key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()))
+
+    paths: dict[str, Path] = {}
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = cert("gate-edge test CA", ca_key, None, None, ca=True)
+    write("ca", ca, None)
+    for cn in ["server", *clients]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        write(cn, cert("localhost" if cn == "server" else cn, key, ca.subject, ca_key), key)
+    return paths
