@@ -120,9 +120,15 @@ class SyncService:
             limits=DownlinkLimits(self.mqtt.max_payload_bytes, self.mqtt.max_clock_skew,
                                   self.mqtt.max_command_ttl),
             request_resync=self.request_resync, on_command=self._deliver_command)
-        pending = self.cache.meta().get("resync_pending")
-        if pending:
-            self._resync = (pending, "pending before restart", 0.0)
+        meta = self.cache.meta()
+        if meta.get("resync_pending"):
+            self._resync = (meta["resync_pending"], "pending before restart", 0.0)
+        # A crash between committing a batch (cache.db) and queueing its ack (records.db) would
+        # leave the batch unacknowledged; the ack's idempotency key makes re-queueing harmless.
+        for stream, (seq_key, version_key) in Downlink.STREAMS.items():
+            if int(meta.get(seq_key, "0") or 0) > 0:
+                journal.ack_batch(stream, int(meta[seq_key]), int(meta.get(version_key, "0") or 0),
+                                  {"reconciled_at_start": True})
         self.link = MqttLink(link_settings(
             self.mqtt, self.cfg.site.code,
             subscriptions=[(t, 1) for t in self.topics.down_subscriptions()],

@@ -24,7 +24,7 @@ from edge.sync.service import SyncService
 from simulators.central.broker import Mosquitto
 from tests.edge.sync import support
 
-pytestmark = [pytest.mark.mqtt, pytest.mark.reliability]
+pytestmark = [pytest.mark.mqtt, pytest.mark.reliability, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[3]
 SITE = support.SITE
 
@@ -93,7 +93,7 @@ def _start_edge(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
 def test_sigkill_mid_burst_then_restart(tmp_path: Path, broker: Mosquitto, keys: support.Keys) -> None:
     config_path = support.write_config(tmp_path, [broker.port], keys)
     cfg = support.load(config_path)
-    n = 6000
+    n = 4000
     ids = support.save_passages(cfg.storage.records_path, n)
     central = support.central_sim([broker.port], keys).start()
     log_path = tmp_path / "edge.log"
