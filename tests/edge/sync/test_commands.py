@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -88,3 +89,27 @@ def test_bad_command_is_rejected_and_not_delivered(
         assert central.wait_for(SITE, 1, 10, kind="ack")
         ack = central.messages(SITE, "ack")[0]["body"]
         assert (ack["status"], ack["reason"]) == ("rejected", code)
+
+
+def test_broker_drops_commands_that_expire_while_the_checkpoint_is_away(
+        config: GateEdgeConfig, central: CentralSim) -> None:
+    """MQTT 5 message expiry: the persistent session queues commands for an absent checkpoint,
+    but the broker discards one whose expiry passed before the checkpoint came back."""
+    delivered: list[LaneCommand] = []
+    svc = SyncService(config, on_command=delivered.append)
+    svc.start()
+    assert svc.link is not None and svc.link.wait_connected(10)
+    svc.stop()                                            # session stays at the broker (expiry 2 d)
+    short = central.send_command(SITE, "in-1", "hold", ttl_s=1)
+    kept = central.send_command(SITE, "in-1", "mode", mode="manual", ttl_s=60)
+    time.sleep(2.2)
+    svc = SyncService(config, on_command=delivered.append)
+    svc.start()
+    try:
+        assert support.wait_until(lambda: len(delivered) == 1, 10)
+        time.sleep(0.5)
+        assert [(c.nonce, c.command, c.mode) for c in delivered] == [(kept, "mode", "manual")]
+        assert short not in {c.nonce for c in delivered}
+        assert svc.downlink is not None and not any(k.startswith("rejected") for k in svc.downlink.counts)
+    finally:
+        svc.stop()

@@ -102,6 +102,9 @@ def test_sigkill_mid_burst_then_restart(tmp_path: Path, broker: Mosquitto, keys:
         assert central.wait_for(SITE, 300, 30, kind="passage"), log_path.read_text()
         proc.send_signal(signal.SIGKILL)             # mid-burst: no clean-up at all
         proc.wait(10)
+        # the broker publishes the retained last will at once (the socket closed uncleanly)
+        assert support.wait_until(lambda: (central.sites[SITE].status or {}).get("reason")
+                                  == "connection lost", 10)
         first_run = central.report()["sites"][SITE]["received"]
         assert first_run < n, "burst finished before the kill; raise n"
         proc = _start_edge(config_path, log_path)
