@@ -90,13 +90,26 @@ class OutboxPublisher:
 
     # -- the thread ------------------------------------------------------------------------
     def _run(self) -> None:
-        records = Records.open(self.records_path)
-        try:
-            self._loop(records)
-        except Exception:
-            log.exception("outbox publisher stopped by an error; rows stay queued")
-        finally:
-            records.close()
+        """Keep draining; an unexpected error (a locked or full disk...) restarts the loop.
+
+        Restarting from the first unsent row may publish some rows twice; the idempotency key
+        makes that harmless, whereas a dead publisher would silently stop all reporting.
+        """
+        while not self._stop.is_set():
+            try:
+                records = Records.open(self.records_path)
+            except Exception:
+                log.exception("outbox publisher cannot open %s; retrying", self.records_path)
+                self._stop.wait(self.retry_delay_s)
+                continue
+            try:
+                self._loop(records)
+            except Exception:
+                log.exception("outbox publisher failed; rows stay queued, restarting in %.0f s",
+                              self.retry_delay_s)
+                self._stop.wait(self.retry_delay_s)
+            finally:
+                records.close()
 
     def _loop(self, records: Records) -> None:
         db = records.db

@@ -81,6 +81,8 @@ class SyncService:
 
     def __init__(self, cfg: GateEdgeConfig, *, on_command: CommandHandler | None = None,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if not cfg.mqtt.enabled:
+            raise ValueError("mqtt.enabled is false: the checkpoint runs without a centre")
         if not cfg.mqtt.brokers:
             raise ValueError("mqtt.brokers is empty; nothing to connect to")
         self.cfg = cfg

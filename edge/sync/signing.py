@@ -51,7 +51,7 @@ class SignatureError(ValueError):
 # "-0.0") and integers of 16+ digits (beyond 2^53 RFC 8785 refuses them) -- looked for outside
 # string literals, which are removed first -- and non-BMP characters anywhere.
 _STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_SUSPECT_NUMBER = re.compile(r"[0-9][eE]|[0-9]\.0(?![0-9])|[0-9]{16}")
+_SUSPECT_NUMBER = re.compile(r"[0-9](?:[eE]|\.0(?![0-9])|[0-9]{15})")
 _NON_BMP = re.compile(r"[\U00010000-\U0010FFFF]")
 
 
@@ -60,8 +60,10 @@ def canonical(obj: Any) -> bytes:
     try:
         text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False)
-        if not _NON_BMP.search(text) and (not _SUSPECT_NUMBER.search(text)
-                                          or not _SUSPECT_NUMBER.search(_STRINGS.sub("", text))):
+        # Searching the few characters left between the string literals is cheaper than
+        # searching the whole text; isascii() is a fast C scan that settles the BMP question.
+        if ((text.isascii() or not _NON_BMP.search(text))
+                and not _SUSPECT_NUMBER.search(_STRINGS.sub("", text))):
             return text.encode("utf-8")
     except (TypeError, ValueError):   # NaN, lone surrogates, odd types: the reference decides
         pass
