@@ -45,6 +45,7 @@ app.command("demo")(demo.demo)
 app.add_typer(manifests.app, name="manifests")
 app.add_typer(manifests.hotlist_app, name="hotlist")
 app.add_typer(sync.keys_app, name="keys")
+app.add_typer(sync.sync_app, name="sync")
 
 
 def main() -> None:

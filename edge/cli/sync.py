@@ -1,4 +1,4 @@
-"""``gate-edge keys ...``: Ed25519 signing keys for the link with the centre."""
+"""``gate-edge keys ...`` and ``gate-edge sync ...``: keys and the link with the centre."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from pathlib import Path
 
 import typer
 
-from edge.cli.common import fail
+from edge.cli.common import CONFIG_OPTION, fail, load_or_exit, resolve_config_path
+from edge.store import outbox
+from edge.store.cache import ManifestCache
+from edge.store.records import Records
 from edge.sync.signing import generate_key, load_private_key, public_b64
 
 keys_app = typer.Typer(help="Create and inspect the Ed25519 keys that sign MQTT messages.",
@@ -40,3 +43,43 @@ def public(path: Path = typer.Argument(..., exists=True, dir_okay=False,
         typer.echo(public_b64(load_private_key(path)))
     except ValueError as exc:
         raise fail(str(exc)) from None
+
+
+sync_app = typer.Typer(help="The link with the centre: run it alone, or see how it stands.",
+                       no_args_is_help=True)
+
+
+@sync_app.command("status")
+def status(config: Path | None = CONFIG_OPTION) -> None:
+    """Print the cache's stream positions and freshness, and the outbox backlog.
+
+    Example: gate-edge sync status -c /etc/gate-edge/gate-edge.yaml
+    """
+    cfg = load_or_exit(config)
+    cache = ManifestCache.open(cfg.storage.cache_path)
+    records = Records.open(cfg.storage.records_path)
+    try:
+        meta = cache.meta()
+        depth = outbox.depth(records.db)
+        oldest = records.db.execute(
+            "SELECT min(created_at) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+        last_sent = records.db.execute("SELECT max(sent_at) FROM outbox").fetchone()[0]
+    finally:
+        records.close()
+        cache.close()
+    typer.echo(f"manifests seq {meta.get('seq', '0')} (version {meta.get('version', '-')}), "
+               f"hotlist seq {meta.get('hotlist_seq', '0')}, signed_at {meta.get('signed_at', 'never')}, "
+               f"source {meta.get('source', '-')}")
+    typer.echo(f"resync pending: {meta.get('resync_pending') or 'no'}")
+    typer.echo(f"outbox: {depth} unsent (oldest {oldest or '-'}), last sent {last_sent or 'never'}")
+
+
+@sync_app.command("run")
+def run(config: Path | None = CONFIG_OPTION) -> None:
+    """Run only the MQTT link until SIGTERM (drains the outbox, applies batches).
+
+    Example: gate-edge sync run -c /etc/gate-edge/gate-edge.yaml
+    """
+    from edge.sync.__main__ import main as sync_main
+
+    raise typer.Exit(sync_main(["-c", str(resolve_config_path(config)), "--log-level", "INFO"]))
