@@ -10,6 +10,7 @@ officer console, MQTT) join this same command as they land.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,7 +53,8 @@ def demo(
         cfg = load_config(data / "gate-edge.demo.yaml")
     except ConfigError as exc:
         raise fail(exc.render()) from None
-    console = Console()
+    # Wide enough for the decision table when piped to a file or a CI log.
+    console = Console(width=None if sys.stdout.isatty() else 140)
     with tempfile.TemporaryDirectory(prefix="gate-edge-demo-") as tmp:
         workdir = keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)

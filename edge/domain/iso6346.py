@@ -31,25 +31,30 @@ _LOOKALIKE_LETTERS = {"O": "DQ", "D": "O", "Q": "O", "U": "V", "V": "U", "M": "N
                       "I": "L", "L": "I", "E": "F", "F": "E", "C": "G", "G": "C"}
 
 
+_VALUES = {**{d: int(d) for d in "0123456789"}, **_LETTER_VALUES}
+_NOT_CODE = re.compile(r"[^A-Z0-9]")
+
+
 def char_value(char: str) -> int:
     """Numeric value of one character for the check-digit sum."""
-    if char.isdigit():
-        return int(char)
     try:
-        return _LETTER_VALUES[char]
+        return _VALUES[char]
     except KeyError:
         raise ValueError(f"{char!r} cannot appear in an ISO 6346 code") from None
 
 
 def weighted_check_digit(body: str) -> int:
     """Σ value·2^position mod 11 mod 10: ISO 6346's algorithm, also used by EU/ASEAN MRNs."""
-    total = sum(char_value(c) * (1 << i) for i, c in enumerate(body))
+    try:
+        total = sum(_VALUES[c] << i for i, c in enumerate(body))
+    except KeyError as exc:
+        raise ValueError(f"{exc.args[0]!r} cannot appear in an ISO 6346 code") from None
     return total % 11 % 10
 
 
 def normalize_container(text: str) -> str:
     """Uppercase and drop spaces, dashes and dots as painted on container doors."""
-    return re.sub(r"[^A-Z0-9]", "", text.upper())
+    return _NOT_CODE.sub("", text.upper())
 
 
 def check_digit(code10: str) -> int:
@@ -67,8 +72,11 @@ def is_well_formed(code: str) -> bool:
 
 def is_valid(code: str) -> bool:
     """Shape and check digit both right."""
-    code = normalize_container(code)
-    return bool(_FORMAT.match(code)) and check_digit(code) == int(code[10])
+    if not _FORMAT.match(code):
+        code = normalize_container(code)
+        if not _FORMAT.match(code):
+            return False
+    return weighted_check_digit(code[:10]) == ord(code[10]) - 48
 
 
 def _position_options(pos: int, char: str) -> tuple[str, ...]:

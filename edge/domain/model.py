@@ -135,6 +135,8 @@ class Manifest(_Model):
     def _declaration(cls, value: object) -> object:
         if isinstance(value, int):
             value = f"{value:012d}"
+        if isinstance(value, str) and len(value) == 12 and value.isdigit():
+            return value  # the usual form: nothing to normalize
         if isinstance(value, str):
             value = normalize_reference(value)
             if not is_declaration_no(value):
@@ -167,13 +169,14 @@ class Manifest(_Model):
         if isinstance(value, list | tuple):
             out = []
             for item in value:
-                code = iso6346.normalize_container(str(item))
+                code = str(item)
                 if not iso6346.is_valid(code):
+                    code = iso6346.normalize_container(code)
                     expected = ""
                     if iso6346.is_well_formed(code):
                         expected = f" (check digit should be {iso6346.check_digit(code)})"
                     raise ValueError(f"container {item!r} is not a valid ISO 6346 number{expected}")
-                out.append(code)
+                out.append(iso6346.normalize_container(code))
             return tuple(out)
         return value
 

@@ -36,6 +36,7 @@ VN_SERIES_LETTERS = "ABCDEFGHKLMNPSTUVXYZ"  # no I J O Q W (Circular 58/2020); R
 CN_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 CN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # GA 36-2018: no I, O
 _SEPARATORS = "-. "
+_CLEAN = re.compile(r"^[A-Z0-9]+\Z")
 
 
 def normalize_plate(text: str) -> str:
@@ -43,6 +44,8 @@ def normalize_plate(text: str) -> str:
 
     Non-Latin letters (a Chinese province character) are kept: they are part of the plate.
     """
+    if _CLEAN.match(text):
+        return text  # already normalized: the common case on the hot path
     text = unicodedata.normalize("NFKC", text).replace("Đ", "D").replace("đ", "D").upper()
     return "".join(ch for ch in text if ch.isalnum())
 
@@ -192,7 +195,7 @@ VN_ONE_ROW = PlateGrammar(
 )
 VN_TWO_ROW = PlateGrammar(
     "VN-2row", "VN",
-    ("99@/9999", "99@/999.99", "99@@/999.99", "99@9/999.99", "99@9/9999", "99@@/9999"),
+    ("99@/9999", "99@/999.99", "99@@/999.99", "99@9/999.99", "99@9/9999"),
     colours=("white", "blue"),
     description="Vietnamese two-row plate: car/truck rear (29C / 738.04), motorbike (59X1 / 123.45)",
 )

@@ -250,6 +250,10 @@ def decide(reads: PassageReads, cache: ManifestCache, policy: PolicyConfig,
             if len(tied) > 1:
                 found.add(ReasonCode.AMBIGUOUS_MANIFEST, "several declarations fit: "
                           + ", ".join(m.declaration_no for m in tied))
+            if read_text != tractor_texts[0]:
+                found.add(ReasonCode.LOW_CONFIDENCE,
+                          f"plate matched only on an alternative reading {read_text}; "
+                          f"the best reading was {tractor_texts[0]}")
             if plate_match == "folded":
                 found.details.append(f"plate read {read_text} taken as {matched_plate} "
                                      "(OCR confusion the plate grammar rules out)")

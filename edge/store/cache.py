@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 
@@ -37,6 +39,23 @@ log = logging.getLogger(__name__)
 _CHUNK = 500  # keeps IN (...) lists under SQLite's host-parameter limit
 
 
+# One secondary index per key the matcher looks up. Kept apart from the table definitions so a
+# bulk load into an empty cache can build them once, sorted, after the data is in.
+SECONDARY_INDEXES: dict[str, str] = {
+    # (folded, plate) serves both the exact lookup (folded = f(p) AND plate = p) and the
+    # confusable-folded lookup (folded = f(read)).
+    "idx_manifest_plates_folded_plate":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_plates_folded_plate ON manifest_plates(folded, plate)",
+    "idx_manifest_containers_container":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_containers_container ON manifest_containers(container)",
+    "idx_manifest_seals_seal":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_seals_seal ON manifest_seals(seal_id)",
+    "idx_manifests_mrn":
+        "CREATE INDEX IF NOT EXISTS idx_manifests_mrn ON manifests(transit_mrn) "
+        "WHERE transit_mrn IS NOT NULL",
+}
+
+
 def _m001_manifests(db: sqlite_utils.Database) -> None:
     db.executescript("""
         CREATE TABLE manifests (
@@ -56,34 +75,33 @@ def _m001_manifests(db: sqlite_utils.Database) -> None:
             valid_from TEXT NOT NULL,
             valid_until TEXT NOT NULL
         );
+        -- Child tables are clustered by manifest (WITHOUT ROWID, primary key first): appends
+        -- stay sequential and loading a manifest's children is one range scan. Each key the
+        -- matcher looks up has one secondary index.
         CREATE TABLE manifest_plates (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             role TEXT NOT NULL,
             plate TEXT NOT NULL,
-            folded TEXT NOT NULL
-        );
-        CREATE INDEX idx_manifest_plates_plate ON manifest_plates(plate);
-        CREATE INDEX idx_manifest_plates_folded ON manifest_plates(folded);
-        CREATE INDEX idx_manifest_plates_manifest ON manifest_plates(manifest_id);
+            folded TEXT NOT NULL,
+            PRIMARY KEY (manifest_id, role)
+        ) WITHOUT ROWID;
         CREATE TABLE manifest_containers (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
-            container TEXT NOT NULL
-        );
-        CREATE INDEX idx_manifest_containers_container ON manifest_containers(container);
-        CREATE INDEX idx_manifest_containers_manifest ON manifest_containers(manifest_id);
+            container TEXT NOT NULL,
+            PRIMARY KEY (manifest_id, position)
+        ) WITHOUT ROWID;
         CREATE TABLE manifest_seals (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
             seal_id TEXT NOT NULL,
             type TEXT NOT NULL,
-            container TEXT
-        );
-        CREATE INDEX idx_manifest_seals_seal ON manifest_seals(seal_id);
-        CREATE INDEX idx_manifest_seals_manifest ON manifest_seals(manifest_id);
-        CREATE INDEX idx_manifests_trader ON manifests(trader_tax_code);
-        CREATE INDEX idx_manifests_mrn ON manifests(transit_mrn) WHERE transit_mrn IS NOT NULL;
+            container TEXT,
+            PRIMARY KEY (manifest_id, position)
+        ) WITHOUT ROWID;
     """)
+    for sql in SECONDARY_INDEXES.values():
+        db.execute(sql)
 
 
 def _m002_hotlist_meta(db: sqlite_utils.Database) -> None:
@@ -125,12 +143,35 @@ class UpsertResult:
         return self
 
 
-@dataclass(frozen=True)
-class ManifestHit:
-    """A manifest found by a key, and which key found it."""
+class ManifestRows(NamedTuple):
+    """One manifest flattened into the rows it occupies; plain tuples pickle cheaply."""
 
-    manifest: Manifest
-    via: str
+    declaration_no: str
+    version: int
+    manifest: tuple[Any, ...]
+    plates: list[tuple[str, str, str]]
+    containers: list[tuple[int, str]]
+    seals: list[tuple[int, str, str, str | None]]
+
+
+def manifest_rows(m: Manifest) -> ManifestRows:
+    """Flatten a validated manifest into its table rows (without the row id)."""
+    plates = [("tractor", m.tractor_plate, fold_confusables(m.tractor_plate))]
+    if m.trailer_plate:
+        plates.append(("trailer", m.trailer_plate, fold_confusables(m.trailer_plate)))
+    return ManifestRows(
+        m.declaration_no, m.version,
+        (m.declaration_no, m.version, m.transit_mrn, m.channel.value, m.status.value,
+         m.tractor_plate, m.trailer_plate, m.trader.tax_code, m.trader.name, int(m.trader.aeo),
+         _json_list(m.gates), _json_list(m.lanes), iso(m.valid_from), iso(m.valid_until)),
+        plates,
+        list(enumerate(m.containers)),
+        [(i, s.seal_id, s.type.value, s.container) for i, s in enumerate(m.seals)],
+    )
+
+
+def _json_list(values: tuple[str, ...]) -> str:
+    return json.dumps(list(values)) if values else "[]"
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -153,9 +194,45 @@ class ManifestCache:
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = connect(path, "NORMAL", readonly=readonly, check_same_thread=check_same_thread)
+        cache = cls(db, path)
         if not readonly:
             migrate(db, path, CACHE_MIGRATIONS)
-        return cls(db, path)
+            cache.ensure_indexes()
+        return cache
+
+    def ensure_indexes(self) -> list[str]:
+        """Create any missing secondary index (after a bulk load that was interrupted)."""
+        present = {r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
+        missing = [name for name in SECONDARY_INDEXES if name not in present]
+        if missing:
+            started = time.perf_counter()
+            with self.db.atomic():
+                for name in missing:
+                    self.db.execute(SECONDARY_INDEXES[name])
+            log.info("built cache index(es) %s in %.1f s", ", ".join(missing),
+                     time.perf_counter() - started)
+        return missing
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[bool]:
+        """Load an *empty* cache without its secondary indexes, then build them sorted.
+
+        Inserting a million random plate/container/seal keys into live B-trees costs more
+        than the rest of the import; building each index once at the end is a sort. Yields
+        whether the fast path is taken (only when the cache is empty). If the process dies
+        before the end, :meth:`open` rebuilds the missing indexes.
+        """
+        if self.count() > 0:
+            yield False
+            return
+        with self.db.atomic():
+            for name in SECONDARY_INDEXES:
+                self.db.execute(f"DROP INDEX IF EXISTS {name}")
+        try:
+            yield True
+        finally:
+            self.ensure_indexes()
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL where possible)."""
@@ -166,6 +243,11 @@ class ManifestCache:
         """Insert or replace by (declaration_no, version) in one transaction."""
         with self.db.atomic():
             return self._upsert(manifests)
+
+    def upsert_rows(self, batch: Sequence[ManifestRows]) -> UpsertResult:
+        """Like :meth:`upsert_manifests` for rows flattened by import workers."""
+        with self.db.atomic():
+            return self.write_rows(batch)
 
     def replace_all(self, manifests: Iterable[Manifest], meta: dict[str, str] | None = None) -> int:
         """Swap the whole cache for a snapshot, atomically: readers see old or new, never half."""
@@ -186,32 +268,39 @@ class ManifestCache:
         return count
 
     def _upsert(self, manifests: Sequence[Manifest]) -> UpsertResult:
+        return self.write_rows([manifest_rows(m) for m in manifests])
+
+    def write_rows(self, batch: Sequence[ManifestRows]) -> UpsertResult:
+        """Upsert pre-flattened manifests (see :func:`manifest_rows`); caller owns the transaction.
+
+        Import workers flatten and validate in other processes; this is the single writer.
+        """
         result = UpsertResult()
         # Within one batch the highest version of a declaration wins.
-        latest: dict[str, Manifest] = {}
-        for m in manifests:
-            seen = latest.get(m.declaration_no)
-            if seen is None or m.version > seen.version:
-                latest[m.declaration_no] = m
-            else:
-                result.stale += 1
+        latest: dict[str, ManifestRows] = {}
+        for rows in batch:
+            seen = latest.get(rows.declaration_no)
+            if seen is not None:
+                result.stale += 1  # one of the two is superseded within the batch
+            if seen is None or rows.version > seen.version:
+                latest[rows.declaration_no] = rows
         existing: dict[str, tuple[int, int]] = {}
         for chunk in _chunks(list(latest)):
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
+            found = self.db.execute(
                 f"SELECT declaration_no, id, version FROM manifests WHERE declaration_no IN ({marks})",
                 list(chunk),
             ).fetchall()
-            existing.update({row[0]: (row[1], row[2]) for row in rows})
-        to_write: list[Manifest] = []
+            existing.update({row[0]: (row[1], row[2]) for row in found})
+        to_write: list[ManifestRows] = []
         replaced_ids: list[int] = []
-        for decl, m in latest.items():
+        for decl, rows in latest.items():
             prior = existing.get(decl)
             if prior is None:
-                to_write.append(m)
+                to_write.append(rows)
                 result.inserted += 1
-            elif m.version > prior[1]:
-                to_write.append(m)
+            elif rows.version > prior[1]:
+                to_write.append(rows)
                 replaced_ids.append(prior[0])
                 result.replaced += 1
             else:
@@ -236,33 +325,24 @@ class ManifestCache:
                    trader_aeo=excluded.trader_aeo, gates=excluded.gates, lanes=excluded.lanes,
                    valid_from=excluded.valid_from, valid_until=excluded.valid_until
                WHERE excluded.version > manifests.version""",
-            [
-                (m.declaration_no, m.version, m.transit_mrn, m.channel.value, m.status.value,
-                 m.tractor_plate, m.trailer_plate, m.trader.tax_code, m.trader.name,
-                 int(m.trader.aeo), json.dumps(list(m.gates)), json.dumps(list(m.lanes)),
-                 iso(m.valid_from), iso(m.valid_until))
-                for m in to_write
-            ],
+            [rows.manifest for rows in to_write],
         )
         ids: dict[str, int] = {}
-        for chunk in _chunks([m.declaration_no for m in to_write]):
+        for chunk in _chunks([rows.declaration_no for rows in to_write]):
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
+            found = self.db.execute(
                 f"SELECT declaration_no, id FROM manifests WHERE declaration_no IN ({marks})",
                 list(chunk),
             ).fetchall()
-            ids.update(dict(rows))
+            ids.update(dict(found))
         plates: list[tuple[int, str, str, str]] = []
         containers: list[tuple[int, int, str]] = []
         seals: list[tuple[int, int, str, str, str | None]] = []
-        for m in to_write:
-            mid = ids[m.declaration_no]
-            plates.append((mid, "tractor", m.tractor_plate, fold_confusables(m.tractor_plate)))
-            if m.trailer_plate:
-                plates.append((mid, "trailer", m.trailer_plate, fold_confusables(m.trailer_plate)))
-            containers.extend((mid, i, c) for i, c in enumerate(m.containers))
-            seals.extend((mid, i, s.seal_id, s.type.value, s.container)
-                         for i, s in enumerate(m.seals))
+        for rows in to_write:
+            mid = ids[rows.declaration_no]
+            plates.extend((mid, *p) for p in rows.plates)
+            containers.extend((mid, *c) for c in rows.containers)
+            seals.extend((mid, *x) for x in rows.seals)
         conn.executemany("INSERT INTO manifest_plates VALUES (?,?,?,?)", plates)
         conn.executemany("INSERT INTO manifest_containers VALUES (?,?,?)", containers)
         conn.executemany("INSERT INTO manifest_seals VALUES (?,?,?,?,?)", seals)
@@ -367,8 +447,8 @@ class ManifestCache:
 
     def by_plate(self, plate: str, role: str | None = None) -> list[Manifest]:
         """Manifests whose tractor (or trailer) plate is exactly ``plate`` (normalized)."""
-        sql = "SELECT manifest_id FROM manifest_plates WHERE plate = ?"
-        args = [plate]
+        sql = "SELECT manifest_id FROM manifest_plates WHERE folded = ? AND plate = ?"
+        args = [fold_confusables(plate), plate]
         if role:
             sql += " AND role = ?"
             args.append(role)

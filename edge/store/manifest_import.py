@@ -12,8 +12,12 @@ import csv
 import io
 import json
 import logging
-from collections import Counter
+import multiprocessing
+import os
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,7 +25,8 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from edge.domain.model import Manifest
-from edge.store.cache import ManifestCache, UpsertResult
+from edge.store.cache import ManifestCache, ManifestRows, UpsertResult, manifest_rows
+from edge.store.db import DEFAULT_CACHE_KIB
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +102,10 @@ def csv_row_to_record(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def parse_jsonl(stream: TextIO) -> Iterator[tuple[int, Manifest | ImportIssue]]:
+def parse_jsonl(stream: Iterable[str], first_line: int = 1
+                ) -> Iterator[tuple[int, Manifest | ImportIssue]]:
     """Yield (line number, Manifest or the reason it was rejected); blank/# lines skipped."""
-    for number, line in enumerate(stream, start=1):
+    for number, line in enumerate(stream, start=first_line):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -117,6 +123,67 @@ def parse_jsonl(stream: TextIO) -> Iterator[tuple[int, Manifest | ImportIssue]]:
                 yield number, ImportIssue(number, None, f"bad JSON: {errors[0]['msg']}")
             else:
                 yield number, ImportIssue(number, decl, describe_validation_error(exc))
+
+
+def _validate_chunk(chunk: tuple[int, list[str]]) -> tuple[int, list[ManifestRows], list[ImportIssue]]:
+    """Worker side of a parallel import: validate and flatten, return plain tuples."""
+    first, lines = chunk
+    rows: list[ManifestRows] = []
+    issues: list[ImportIssue] = []
+    read = 0
+    for _, item in parse_jsonl(lines, first):
+        read += 1
+        if isinstance(item, ImportIssue):
+            issues.append(item)
+        else:
+            rows.append(manifest_rows(item))
+    return read, rows, issues
+
+
+def _line_chunks(stream: TextIO, size: int) -> Iterator[tuple[int, list[str]]]:
+    first, lines = 1, []
+    for line in stream:
+        lines.append(line)
+        if len(lines) >= size:
+            yield first, lines
+            first += len(lines)
+            lines = []
+    if lines:
+        yield first, lines
+
+
+def import_jsonl_parallel(cache: ManifestCache, path: Path, workers: int, batch_size: int = 5000,
+                          progress: Callable[[int], None] | None = None) -> ImportSummary:
+    """Validate in ``workers`` processes while this process is the single SQLite writer.
+
+    JSON parsing and validation cost more than the inserts, so on a 2-core gate PC two
+    validators keep the writer busy; batches are written in file order, one transaction each.
+    """
+    summary = ImportSummary()
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds SQLite
+    with path.open(encoding="utf-8") as stream, \
+            ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: deque[Future[tuple[int, list[ManifestRows], list[ImportIssue]]]] = deque()
+        chunks = _line_chunks(stream, batch_size)
+
+        def drain_one() -> None:
+            read, rows, issues = pending.popleft().result()
+            summary.read += read
+            summary.rejected.extend(issues)
+            for issue in issues:
+                log.warning("manifest line %d rejected: %s", issue.line, issue.reason)
+            if rows:
+                summary.written += cache.upsert_rows(rows)
+            if progress:
+                progress(len(rows))
+
+        for chunk in chunks:
+            pending.append(pool.submit(_validate_chunk, chunk))
+            if len(pending) >= workers * 2:
+                drain_one()
+        while pending:
+            drain_one()
+    return summary
 
 
 def parse_csv(stream: TextIO) -> Iterator[tuple[int, Manifest | ImportIssue]]:
@@ -170,12 +237,40 @@ def import_records(cache: ManifestCache, records: Iterable[tuple[int, Manifest |
     return summary
 
 
+PARALLEL_MIN_BYTES = 8_000_000
+BULK_CACHE_KIB = 512 * 1024
+
+
 def import_file(cache: ManifestCache, path: Path, batch_size: int = 5000,
-                progress: Callable[[int], None] | None = None) -> ImportSummary:
-    """Import a .jsonl/.json or .csv manifest file."""
-    with path.open(encoding="utf-8", newline="") as stream:
-        parser = parse_csv if detect_format(path) == "csv" else parse_jsonl
-        return import_records(cache, parser(stream), batch_size, progress)
+                progress: Callable[[int], None] | None = None,
+                workers: int | None = None) -> ImportSummary:
+    """Import a .jsonl/.json or .csv manifest file.
+
+    Large JSON-lines files are validated by worker processes (``workers``; default: one per
+    CPU, at most 4); small files and CSV are imported in this process.
+    """
+    large = path.stat().st_size >= PARALLEL_MIN_BYTES
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1) if large else 0
+    if large:
+        # Random plate/container/seal keys touch index pages all over the file; a bigger page
+        # cache for the duration of a bulk import keeps them in memory (~2x faster at 1M).
+        cache.db.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+        # Checkpoint rarely while bulk loading: a page changed by many batches is copied back
+        # into the database once instead of once per 1,000 WAL pages (~10 us/manifest at 1M).
+        cache.db.execute("PRAGMA wal_autocheckpoint=100000")
+    try:
+        with cache.bulk_load() if large else nullcontext(False):
+            if workers > 1 and detect_format(path) == "jsonl":
+                return import_jsonl_parallel(cache, path, workers, batch_size, progress)
+            with path.open(encoding="utf-8", newline="") as stream:
+                parser = parse_csv if detect_format(path) == "csv" else parse_jsonl
+                return import_records(cache, parser(stream), batch_size, progress)
+    finally:
+        if large:
+            cache.db.execute(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
+            cache.db.execute("PRAGMA wal_autocheckpoint=1000")
+            cache.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def import_text(cache: ManifestCache, text: str, fmt: str = "jsonl") -> ImportSummary:
