@@ -63,7 +63,8 @@ class CentralKeyConfig(Section):
 
     id: str = Field(..., min_length=1, max_length=64,
                     description="key id the centre puts in each batch's 'kid'")
-    public_key: str = Field(..., description="Ed25519 public key, base64 (32 bytes) or PEM")
+    public_key: str = Field(..., description="Ed25519 public key: base64 of the 32 raw bytes or "
+                                             "of the DER SubjectPublicKeyInfo, or PEM")
 
 
 class SiteKeyConfig(Section):
@@ -105,7 +106,8 @@ class MqttConfig(Section):
                                       description="give up on one broker after this long")
     backoff_min: Duration = Field(timedelta(seconds=1), description="first reconnect delay")
     backoff_max: Duration = Field(timedelta(seconds=60),
-                                  description="reconnect delay cap (full jitter below it)")
+                                  description="reconnect delay cap; each delay is random in [cap/2, cap] "
+                                              "(equal jitter) so checkpoints do not reconnect in step")
     max_payload_bytes: int = Field(
         4 * 1024 * 1024, ge=1024,
         description="larger incoming messages are rejected unread (alarm PAYLOAD_TOO_LARGE)")

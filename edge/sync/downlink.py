@@ -127,11 +127,11 @@ class Downlink:
         try:
             result = self._handle(topic, payload)
         except Rejected as rej:
-            self.counts[f"rejected:{rej.code}"] += 1
             log.warning("rejected message on %s: %s: %s", topic, rej.code, rej.message)
             if rej.alarm:
                 self.journal.alarm(f"SYNC_{rej.code}", f"{topic}: {rej.message}",
                                    detail={"topic": topic, "bytes": len(payload)})
+            self.counts[f"rejected:{rej.code}"] += 1   # last: counts mean "fully handled"
             return Handled("rejected", rej.code, rej.message)
         self.counts[result.status] += 1
         return result

@@ -142,7 +142,7 @@ class KeyRing:
 
 
 def load_public_key(text: str) -> Ed25519PublicKey:
-    """A public key written as base64 of the 32 raw bytes, or as PEM."""
+    """A public key written as base64 of the 32 raw bytes or of DER, or as PEM."""
     text = text.strip()
     if text.startswith("-----BEGIN"):
         key = serialization.load_pem_public_key(text.encode())
@@ -153,9 +153,16 @@ def load_public_key(text: str) -> Ed25519PublicKey:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("public key is neither PEM nor base64") from None
-    if len(raw) != 32:
-        raise ValueError(f"an Ed25519 public key has 32 bytes, this one {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)
+    if len(raw) == 32:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    try:   # base64 of DER SubjectPublicKeyInfo, as 'openssl pkey -pubout -outform DER' writes
+        key = serialization.load_der_public_key(raw)
+    except ValueError:
+        raise ValueError(f"an Ed25519 public key has 32 bytes (or is DER), this one {len(raw)} "
+                         "bytes") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("DER key is not an Ed25519 public key")
+    return key
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
