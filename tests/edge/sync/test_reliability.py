@@ -111,6 +111,10 @@ def test_sigkill_mid_burst_then_restart(tmp_path: Path, broker: Mosquitto, keys:
         assert central.wait_for(SITE, n, 90, kind="passage"), central.report()
         assert support.wait_until(lambda: _depth(cfg.storage.records_path) == 0, 30)
         _assert_exactly_once(central, ids)
+        proc.terminate()                             # SIGTERM: clean stop, retained 'offline'
+        assert proc.wait(15) == 0
+        assert support.wait_until(lambda: (central.sites[SITE].status or {}).get("reason")
+                                  == "shutdown", 10)
     finally:
         if proc.poll() is None:
             proc.terminate()
