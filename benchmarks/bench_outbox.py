@@ -114,7 +114,7 @@ def bench_drain(workdir: Path, events: int) -> dict[str, float]:
           f"(PUBACKed and marked sent); consumer saw {result['distinct']:,} distinct "
           f"({result['messages']:,} messages), lost {lost}")
     print(f"  edge process CPU: {cpu:.1f} s = {events / cpu:,.0f} events per CPU-second "
-          "(the wall-clock rate on a machine with a free core)")
+          "(roughly the wall-clock rate when a core is free)")
     return {"drain_events_per_s": round(rate, 1), "drain_events_per_cpu_s": round(events / cpu, 1),
             "lost": lost}
 

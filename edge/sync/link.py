@@ -244,11 +244,11 @@ class MqttLink:
                 log.log(level, "broker %s:%d sent no CONNACK in time", broker.host, broker.port)
             with self.io_lock:
                 self._client.disconnect()
-                self._client.loop_stop()
+            self._client.loop_stop()
             return False
         self._session_over.wait()
-        with self.io_lock:
-            self._client.loop_stop()
+        # Not under io_lock: paho's thread may be inside a callback that publishes (takes it).
+        self._client.loop_stop()
         return True
 
     # -- paho callbacks (paho's thread) ----------------------------------------------------
