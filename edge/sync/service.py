@@ -103,6 +103,7 @@ class SyncService:
         self.publisher: OutboxPublisher | None = None
         self._resync_lock = threading.Lock()
         self._resync: tuple[str, str, float] | None = None   # (request id, reason, sent monotonic)
+        self._resync_have: dict[str, int] = {}   # stream positions when the request was made
         self._tick_stop = threading.Event()
         self._tick: threading.Thread | None = None
 
@@ -125,6 +126,7 @@ class SyncService:
         meta = self.cache.meta()
         if meta.get("resync_pending"):
             self._resync = (meta["resync_pending"], "pending before restart", 0.0)
+            self._resync_have = _have(meta)
         # A crash between committing a batch (cache.db) and queueing its ack (records.db) would
         # leave the batch unacknowledged; the ack's idempotency key makes re-queueing harmless.
         for stream, (seq_key, version_key) in Downlink.STREAMS.items():
@@ -222,6 +224,9 @@ class SyncService:
                 return   # one outstanding request is enough; the housekeeping tick repeats it
             request_id = str(ULID())
             self._resync = (request_id, reason, 0.0)
+        # Runs on paho's thread, the only user of the cache connection: the housekeeping thread
+        # reuses the positions read here instead of touching the connection itself.
+        self._resync_have = _have(self.cache.meta())
         self.cache.set_meta(resync_pending=request_id)
         self._send_resync()
 
@@ -237,10 +242,8 @@ class SyncService:
                 return
             request_id, reason, _ = self._resync
             self._resync = (request_id, reason, time.monotonic())
-        meta = self.cache.meta() if self.cache else {}
         body = {"type": "resync", "site": self.cfg.site.code, "request_id": request_id,
-                "reason": reason, "at": iso(utcnow()),
-                "have": {k: int(meta.get(k, "0") or 0) for k in ("seq", "hotlist_seq", "version")}}
+                "reason": reason, "at": iso(utcnow()), "have": dict(self._resync_have)}
         link.publish(self.topics.resync, self._signed(body), qos=1)
         log.warning("requested a snapshot from the centre (%s)", reason)
 
@@ -262,3 +265,8 @@ class SyncService:
         return self._signed({"type": "status", "site": self.cfg.site.code, "state": state,
                              "reason": reason, "at": iso(utcnow()),
                              "client_id": self.mqtt.resolved_client_id(self.cfg.site.code)})
+
+
+def _have(meta: dict[str, str]) -> dict[str, int]:
+    """The stream positions a resync request reports."""
+    return {k: int(meta.get(k, "0") or 0) for k in ("seq", "hotlist_seq", "version")}
