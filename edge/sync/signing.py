@@ -81,10 +81,15 @@ def sign(body: Mapping[str, Any], key: Ed25519PrivateKey, kid: str) -> dict[str,
 def sign_bytes(body: Mapping[str, Any], key: Ed25519PrivateKey, kid: str) -> bytes:
     """Signed message, ready to publish.
 
-    Only the signed part needs canonical form; the bytes on the wire are plain compact JSON
-    (the receiver re-canonicalizes), which saves a second canonicalization per message.
+    Only the signed part needs canonical form, so the wire bytes are the canonical bytes with
+    ``"sig"`` appended as the last member (still one JSON object; the receiver removes ``sig``
+    and re-canonicalizes). That saves serializing every message a second time.
     """
-    return json.dumps(sign(body, key, kid), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    doc = {k: v for k, v in body.items() if k != SIG}
+    doc[KID] = kid
+    signed = canonical(doc)   # never "{}": it holds at least "kid"
+    sig = base64.b64encode(key.sign(signed))
+    return signed[:-1] + b',"sig":"' + sig + b'"}'
 
 
 class KeyRing:
