@@ -144,9 +144,7 @@ class OutboxPublisher:
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
                 continue
-            with db.atomic():
-                db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq BETWEEN ? AND ? "
-                           "AND sent_at IS NULL", [items[0].seq, items[-1].seq])
+            outbox.note_attempt(db, items[0].seq, items[-1].seq)
             cursor = self._publish(items, inflight, unacked) or cursor
         self._settle(db, inflight, unacked, retry)
 

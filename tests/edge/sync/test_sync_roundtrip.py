@@ -70,6 +70,8 @@ def test_passages_reach_the_centre_once_in_seq_order(service: SyncService, centr
     records = Records.open(config.storage.records_path)
     try:
         assert support.wait_until(lambda: outbox.depth(records.db) == 0, 10)
+        attempts = records.db.execute("SELECT DISTINCT attempts FROM outbox WHERE kind = 'passage'")
+        assert [row[0] for row in attempts.fetchall()] == [1]     # each sent once, acked once
     finally:
         records.close()
 
