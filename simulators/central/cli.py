@@ -64,6 +64,9 @@ def central(
                                                               "received to this JSON-lines file"),
     duration: float = typer.Option(0.0, "--duration", min=0, help="stop after N seconds (0: Ctrl-C)"),
     prefix: str = typer.Option("", "--topic-prefix", help="same as mqtt.topic_prefix at the edge"),
+    command: list[str] = typer.Option(
+        [], "--command", help="LANE=open|hold|mode:auto|mode:manual|mode:closed, sent once at "
+                              "start with a 60 s validity; repeat for several"),
 ) -> None:
     """Simulated central customs system: publishes batches, answers resyncs, receives passages.
 
@@ -96,6 +99,13 @@ def central(
         if hotlist:
             sim.publish_hotlist(site, list(data.read_jsonl(hotlist)))
         typer.echo(f"published {len(records)} declaration(s) to {site}", err=True)
+        for spec in command:
+            lane, _, action = spec.partition("=")
+            verb, _, mode = action.partition(":")
+            if not lane or verb not in ("open", "hold", "mode"):
+                raise typer.BadParameter(f"{spec!r}: write LANE=open, LANE=hold or LANE=mode:manual")
+            nonce = sim.send_command(site, lane, verb, mode=mode or None, ttl_s=60)
+            typer.echo(f"sent {verb} to {site}/{lane} (nonce {nonce})", err=True)
         started = last_beat = time.monotonic()
         while not done.wait(0.5):
             now = time.monotonic()

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.store.cache import ManifestCache
+from edge.sync.downlink import LaneCommand
 from edge.sync.link import Broker, LinkSettings, MqttLink
 from edge.sync.service import SyncService
 from edge.sync.signing import KeyRing, load_private_key, load_public_key, sign_bytes
@@ -106,7 +107,8 @@ def test_resync_is_answered_with_a_signed_snapshot_in_parts(central: CentralSim,
 
 def test_cli_publishes_a_file_and_reports(tmp_path: Path, broker: Mosquitto, keys: support.Keys) -> None:
     cfg = support.load(support.write_config(tmp_path, [broker.port], keys))
-    svc = SyncService(cfg)
+    commands: list[LaneCommand] = []
+    svc = SyncService(cfg, on_command=commands.append)
     svc.start()
     try:
         assert svc.link is not None and svc.link.wait_connected(10)
@@ -118,7 +120,8 @@ def test_cli_publishes_a_file_and_reports(tmp_path: Path, broker: Mosquitto, key
              "-b", f"127.0.0.1:{broker.port}", "-s", SITE, "--key", str(keys.central_key),
              "--kid", support.CENTRAL_KID,
              "--edge-key", f"{SITE}={support.SITE_KID}:{keys.site_key}.pub",
-             "--manifests", str(demo), "--duration", "4", "--export", str(tmp_path / "out.jsonl")],
+             "--manifests", str(demo), "--duration", "4", "--export", str(tmp_path / "out.jsonl"),
+             "--command", "in-2=mode:manual"],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             cache = ManifestCache.open(cfg.storage.cache_path, readonly=True)
@@ -137,7 +140,12 @@ def test_cli_publishes_a_file_and_reports(tmp_path: Path, broker: Mosquitto, key
         report = json.loads(stdout)
         site = report["sites"][SITE]
         assert site["by_kind"]["passage"] == 5 and site["gaps"] == [] and report["rejected"] == {}
-        assert site["by_kind"]["ack"] == 1       # the edge acknowledged the batch
-        assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 6
+        acks = {m["body"]["ack"]: m["body"] for m in map(json.loads, (tmp_path / "out.jsonl")
+                                                           .read_text().splitlines())
+                if m["type"] == "ack"}
+        assert acks["manifests"]["seq"] == 1                # the edge acknowledged the batch
+        assert acks["command"]["status"] == "accepted"      # and the lane command
+        assert site["by_kind"]["ack"] == 2
+        assert [(c.lane, c.command, c.mode) for c in commands] == [("in-2", "mode", "manual")]
     finally:
         svc.stop()
