@@ -1,4 +1,4 @@
-"""The ``gate-sim`` command: hardware simulators speaking the real wire protocols.
+"""The ``gate-sim`` command: hardware and central-system simulators on real wire protocols.
 
 Each simulator family registers its commands here with one line; the commands live in the
 family's own package (STYLE.md §10).
@@ -6,19 +6,21 @@ family's own package (STYLE.md §10).
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
+from edge.logging_setup import configure_logging
+from simulators.central.cli import central
 from simulators.seals import cli as seals_cli
 
 app = typer.Typer(
     name="gate-sim",
     help=(
-        "Simulated gate hardware on real wire protocols (pseudo-terminals, TCP, HTTP), so tests, "
-        "demos and real devices exercise the same gate-edge code.\n\n"
-        "  gate-sim seal-reader --link /tmp/seal-1        # RFID e-seal reader on a pty\n\n"
-        "  gate-sim barcode-scanner --link /tmp/scan-1    # bolt-seal barcode scanner on a pty"
+        "Simulated gate hardware and central system on their real wire protocols (pseudo-terminals, "
+        "Modbus RTU, HTTP, MQTT 5), so tests, demos and real devices exercise the same gate-edge "
+        "code.\n\n\b\n"
+        "  gate-sim seal-reader --link /tmp/seal-1        # RFID e-seal reader on a pty\n"
+        "  gate-sim barcode-scanner --link /tmp/scan-1    # bolt-seal barcode scanner on a pty\n"
+        "  gate-sim central --help                        # the central customs system over MQTT"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -29,13 +31,15 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
-    log_level: str = typer.Option("WARNING", "--log-level", help="DEBUG shows every byte sent"),
+    log_level: str = typer.Option("WARNING", "--log-level", envvar="GATE_SIM_LOG",
+                                  help="DEBUG shows every byte and message sent"),
 ) -> None:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
 
 
 app.command("seal-reader")(seals_cli.seal_reader)
 app.command("barcode-scanner")(seals_cli.barcode_scanner)
+app.command("central")(central)
 
 
 def main() -> None:

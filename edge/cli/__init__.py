@@ -10,7 +10,7 @@ from enum import StrEnum
 
 import typer
 
-from edge.cli import audit_cmd, config_cmd, demo, manifests, match_cmd, seals_cmd
+from edge.cli import audit_cmd, config_cmd, demo, manifests, match_cmd, seals_cmd, sync
 from edge.logging_setup import configure_logging
 
 
@@ -58,6 +58,8 @@ app.add_typer(manifests.app, name="manifests")
 app.add_typer(manifests.hotlist_app, name="hotlist")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(seals_cmd.app, name="seals")
+app.add_typer(sync.keys_app, name="keys")
+app.add_typer(sync.sync_app, name="sync")
 
 
 def main() -> None:
