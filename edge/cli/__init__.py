@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from edge.cli import config_cmd, demo, manifests, match_cmd
+from edge.console import cli as console_cli
 from edge.logging_setup import configure_logging
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ app.command("match")(match_cmd.match)
 app.command("demo")(demo.demo)
 app.add_typer(manifests.app, name="manifests")
 app.add_typer(manifests.hotlist_app, name="hotlist")
+app.add_typer(console_cli.users_app, name="users"); app.command("console")(console_cli.console)  # noqa: E702
 
 
 def main() -> None:
