@@ -68,6 +68,7 @@ def create_app(cfg: GateEdgeConfig, *, records_path: Path | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(service.open)
         watcher = asyncio.create_task(_watch(service)) if watch_records else None
         try:
             yield

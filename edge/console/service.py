@@ -152,17 +152,29 @@ class ConsoleService:
         self.feed = feed
         self._send_command = send_command
         self._lock = threading.RLock()
-        self.records = Records.open(records_path, check_same_thread=False)
-        self.cache = ManifestCache.open(cache_path, check_same_thread=False)
-        self.users = Users(self.records.db)
+        self._paths = (records_path, cache_path)
+        self._open = False
+        self.open()
         self.grammars = cfg.grammars()
         self.passage_topic = f"edge/v1/{cfg.site.code}/passages"
 
-    def close(self) -> None:
-        """Close both files."""
+    def open(self) -> None:
+        """Open (or reopen after :meth:`close`) both files; migrations run here."""
         with self._lock:
-            self.records.close()
-            self.cache.close()
+            if self._open:
+                return
+            self.records = Records.open(self._paths[0], check_same_thread=False)
+            self.cache = ManifestCache.open(self._paths[1], check_same_thread=False)
+            self.users = Users(self.records.db)
+            self._open = True
+
+    def close(self) -> None:
+        """Close both files (the app's shutdown); :meth:`open` reopens them."""
+        with self._lock:
+            if self._open:
+                self.records.close()
+                self.cache.close()
+                self._open = False
 
     # -- accounts -------------------------------------------------------------------------------
     def login(self, name: str, password: str, client: str) -> LoginResult:
