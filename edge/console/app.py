@@ -207,5 +207,6 @@ def serve(app: FastAPI, host: str, port: int, *, log_level: str = "warning") -> 
     True once the socket listens.
     """
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            proxy_headers=False, server_header=False)
+                            proxy_headers=False, server_header=False,
+                            timeout_graceful_shutdown=5)  # open SSE streams must not hang a stop
     return EmbeddedServer(config)

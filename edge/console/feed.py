@@ -174,14 +174,10 @@ class LaneFeed:
     def _publish(self, event: FeedEvent) -> None:
         with self._lock:
             subs = list(self._subscribers)
+        # Always through the loop's callback queue, even from the loop itself: that queue is
+        # FIFO, so every page sees events in the order they were published, from any thread.
         for sub in subs:
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is sub.loop:
-                _offer(sub.queue, event)
-            elif not sub.loop.is_closed():
+            if not sub.loop.is_closed():
                 sub.loop.call_soon_threadsafe(_offer, sub.queue, event)
 
 

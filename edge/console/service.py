@@ -403,9 +403,15 @@ class ConsoleService:
             errors["plate"] = "type the plate as printed, e.g. 51C-123.45"
             return None
         if classify(plate, self.grammars) is None:
+            guesses: dict[str, str] = {}
+            for g in self.grammars:  # one printed form per distinct repair, first grammar wins
+                for fixed, _ in g.repairs(plate, max_fixes=2)[:1]:
+                    guesses.setdefault(fixed, g.format(fixed))
+            shown = list(guesses.values())[:3]
+            guess = f"Did you mean {' or '.join(shown)}? " if shown else ""
             examples = "; ".join(g.description for g in self.grammars if g.description)
-            errors["plate"] = (f"{plate} fits no known plate layout. Expected one of: {examples}. "
-                               "Check for O/0, I/1, B/8 mix-ups.")
+            errors["plate"] = (f"{plate} fits no known plate layout. {guess}Expected one of: "
+                               f"{examples}. Check for O/0, I/1, B/8 mix-ups.")
             return None
         return plate
 

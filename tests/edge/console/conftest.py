@@ -186,3 +186,24 @@ def form_token(client: TestClient, path: str = "/login") -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', r.text)
     assert match, f"no CSRF field on {path}"
     return match.group(1)
+
+
+# -- Playwright with Debian's chromium (DESIGN-NOTES §12: never `playwright install`) -------------
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    if not CHROMIUM.exists():
+        pytest.fail("browser tests need Debian's chromium: apt-get install -y chromium "
+                    "(or deselect them with -m 'not browser')")
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM),
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--no-first-run", "--disable-features=Translate,MediaRouter"]}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_context_args, "viewport": {"width": 1366, "height": 768},
+            "timezone_id": "Asia/Ho_Chi_Minh", "locale": "vi-VN"}

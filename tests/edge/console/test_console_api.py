@@ -233,6 +233,7 @@ def test_plate_typed_by_hand_is_checked_and_re_decided(site: Site, client: TestC
     assert bad.status_code == 422
     err = bad.json()["detail"][0]
     assert err["loc"] == ["body", "plate"] and "51F-123.45" in err["msg"] and "I/1" in err["msg"]
+    assert "Did you mean 51C-123.45?" in err["msg"]
     ok = client.post(url, headers={"X-CSRF-Token": csrf},
                      json={"plate": "51C-123.45", "reason_code": "OCR_MISREAD"})
     assert ok.status_code == 200, ok.text
@@ -288,7 +289,7 @@ def test_forms_show_inline_errors_naming_the_field(site: Site, client: TestClien
     assert r.status_code == 303 and r.headers["location"] == f"/passages/{pid}"
     page = client.get(f"/passages/{pid}").text
     assert "OPEN" in page and "barrier command accepted" in page
-    assert "officer.release by olga [DOCUMENTS_CHECKED]" in page
+    assert "<b>officer.release</b> by olga [DOCUMENTS_CHECKED]" in page
 
 
 # -- security -------------------------------------------------------------------------------------
