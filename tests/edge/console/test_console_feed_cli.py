@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from conftest import make_site
 from typer.testing import CliRunner
@@ -15,6 +17,18 @@ from edge.console.users import Users
 from edge.domain.model import Decision, Outcome, Passage, PassageReads, PlateRead, ReasonCode
 from edge.store import audit
 from edge.store.records import Records
+
+T = TypeVar("T")
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """asyncio.run in a fresh thread: Playwright's sync API keeps a loop in the main thread."""
+    box: list[T] = []
+    worker = threading.Thread(target=lambda: box.append(asyncio.run(coro_fn())))
+    worker.start()
+    worker.join(30)
+    assert box, "scenario failed (see the thread's traceback above)"
+    return box[0]
 
 
 def _passage(lane: str = "in-1") -> Passage:
@@ -42,7 +56,7 @@ def test_feed_fans_out_publishes_from_other_threads() -> None:
         assert feed.subscriber_count() == 0
         return got
 
-    events = asyncio.run(scenario())
+    events = _run(scenario)
     assert [e.kind for e in events] == ["lane", "passage", "lane"]
     assert events[0].data["plate"] == "51C12345" and events[0].data["outcome"] == "refer"
     assert events[0].data["reasons"] == ["SEAL_MISSING"]
@@ -64,7 +78,7 @@ def test_slow_page_gets_a_resync_instead_of_blocking_the_daemon() -> None:
                 kinds.append(queue.get_nowait().kind)
             return kinds
 
-    kinds = asyncio.run(scenario())
+    kinds = _run(scenario)
     assert "resync" in kinds and len(kinds) <= LaneFeed.QUEUE_SIZE
 
 
