@@ -160,7 +160,7 @@ def test_officer_release_is_audited_sent_to_gate_and_leaves_queue(
     actions = [(t["action"], t["actor"], t["reason_code"]) for t in detail["timeline"]]
     assert ("officer.release", "olga", "DOCUMENTS_CHECKED") in actions
     assert ("barrier.open", "olga", "DOCUMENTS_CHECKED") in actions
-    note = [t for t in detail["timeline"] if t["action"] == "officer.release"][0]["detail"]["note"]
+    note = next(t for t in detail["timeline"] if t["action"] == "officer.release")["detail"]["note"]
     assert note == "trailer swapped, papers ok"
     assert pid not in [p["id"] for p in client.get("/api/v1/referrals").json()]
     assert client.get("/api/v1/health").json()["outbox"]["depth"] == before + 1
@@ -242,13 +242,13 @@ def test_plate_typed_by_hand_is_checked_and_re_decided(site: Site, client: TestC
     detail = client.get(f"/api/v1/passages/{passage.id}").json()
     assert detail["reads"]["tractor"][0]["camera"] == "manual"
     assert detail["decision"]["declaration_no"] == "105123456780"
-    row = [t for t in detail["timeline"] if t["action"] == "officer.plate"][0]
+    row = next(t for t in detail["timeline"] if t["action"] == "officer.plate")
     assert row["detail"]["plate"] == {"from": ["51C12845"], "to": "51C12345"}
 
 
 def test_declaration_number_as_fallback_identification(site: Site, client: TestClient) -> None:
-    pid = [p.id for p in site.by_outcome("refer")
-           if p.decision and "NO_MANIFEST" in p.decision.reasons][0]  # unknown truck 99C99999
+    pid = next(p.id for p in site.by_outcome("refer")
+           if p.decision and "NO_MANIFEST" in p.decision.reasons)  # unknown truck 99C99999
     csrf = login(client, "olga")
     url = f"/api/v1/referrals/{pid}/declaration"
     for number, needle in (("12345", "12 digits"), ("999999999999", "not in the local cache")):
