@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.console.reasons import REASON_LABELS
 from edge.console.security import (
     check_csrf,
     client_address,
@@ -21,7 +22,7 @@ from edge.console.security import (
     session_user,
     start_session,
 )
-from edge.console.service import REASON_LABELS, ActionOutcome, ConsoleService
+from edge.console.service import ActionOutcome, ConsoleService
 from edge.console.users import PERMISSIONS, Permission, User
 from edge.domain.model import HotlistEntry, Manifest
 from edge.store.records import PassageRow

@@ -24,6 +24,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from edge.config import GateEdgeConfig
 from edge.console import api, pages
+from edge.console.errors import Conflict, FieldErrors, Forbidden, NotFound
 from edge.console.feed import CommandResult, LaneFeed, NoGateController, OfficerCommand, OfficerCommands
 from edge.console.security import (
     SESSION_COOKIE,
@@ -34,7 +35,7 @@ from edge.console.security import (
     PermissionDenied,
     SecurityHeaders,
 )
-from edge.console.service import Conflict, ConsoleService, FieldErrors, Forbidden, NotFound
+from edge.console.service import ConsoleService
 from edge.console.templating import templates
 from edge.store.records import PassageRow
 

@@ -17,7 +17,9 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from edge.console.errors import FieldErrors, NotFound
 from edge.console.feed import FeedEvent, LaneState
+from edge.console.reasons import REASON_LABELS
 from edge.console.security import (
     CSRF_FIELD,
     check_csrf,
@@ -27,7 +29,7 @@ from edge.console.security import (
     session_user,
     start_session,
 )
-from edge.console.service import REASON_LABELS, ConsoleService, FieldErrors, NotFound
+from edge.console.service import ConsoleService
 from edge.console.templating import templates
 from edge.console.users import PERMISSIONS, Permission, User
 
@@ -69,7 +71,8 @@ def _redirect(request: Request, url: str, notice: str | None = None) -> Redirect
 
 def _safe_next(target: str) -> str:
     """Only local paths after login (no open redirect)."""
-    return target if target.startswith("/") and not target.startswith("//") else "/lanes"
+    ok = target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target
+    return target if ok else "/lanes"
 
 
 # -- login ----------------------------------------------------------------------------------------

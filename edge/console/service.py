@@ -11,21 +11,24 @@ its answer is audited too. If the command cannot be delivered, the record says s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+import sqlite_utils
 from pydantic import ValidationError
 from ulid import ULID
 
 from edge.config import GateEdgeConfig
+from edge.console.errors import Conflict, FieldErrors, Forbidden, NotFound
 from edge.console.feed import CommandResult, LaneFeed, OfficerCommand
+from edge.console.reasons import ActionReason, check_reason
 from edge.console.users import LoginResult, Permission, Role, User, Users, allowed
 from edge.domain.declarations import is_declaration_no, is_transit_mrn, normalize_reference
 from edge.domain.model import (
@@ -36,6 +39,7 @@ from edge.domain.model import (
     Outcome,
     Passage,
     PlateRead,
+    normalize_hotlist_value,
     utcnow,
 )
 from edge.domain.plates import classify, normalize_plate
@@ -48,66 +52,7 @@ from edge.store.records import PassageRow, Records, reads_of
 
 log = logging.getLogger(__name__)
 
-NOTE_MAX = 500
-
-
-class ActionReason(StrEnum):
-    """Why an officer acted; every console action carries one (DESIGN-NOTES §9)."""
-
-    DOCUMENTS_CHECKED = "DOCUMENTS_CHECKED"
-    PLATE_CHECKED_VISUALLY = "PLATE_CHECKED_VISUALLY"
-    SEALS_CHECKED = "SEALS_CHECKED"
-    DECLARATION_SCANNED = "DECLARATION_SCANNED"
-    OCR_MISREAD = "OCR_MISREAD"
-    SUPERVISOR_INSTRUCTION = "SUPERVISOR_INSTRUCTION"
-    INSPECTION_REQUIRED = "INSPECTION_REQUIRED"
-    SUSPECTED_IRREGULARITY = "SUSPECTED_IRREGULARITY"
-    EQUIPMENT_FAULT = "EQUIPMENT_FAULT"
-    INTELLIGENCE_REPORT = "INTELLIGENCE_REPORT"
-    ENTERED_IN_ERROR = "ENTERED_IN_ERROR"
-    IDENTITY_CONFIRMED = "IDENTITY_CONFIRMED"
-    OTHER = "OTHER"
-
-
-REASON_LABELS: dict[ActionReason, str] = {
-    ActionReason.DOCUMENTS_CHECKED: "Documents checked by the officer",
-    ActionReason.PLATE_CHECKED_VISUALLY: "Plate checked by eye at the lane",
-    ActionReason.SEALS_CHECKED: "Seals checked by hand",
-    ActionReason.DECLARATION_SCANNED: "Declaration barcode scanned / typed",
-    ActionReason.OCR_MISREAD: "Camera misread the plate",
-    ActionReason.SUPERVISOR_INSTRUCTION: "On a supervisor's instruction",
-    ActionReason.INSPECTION_REQUIRED: "Physical inspection required",
-    ActionReason.SUSPECTED_IRREGULARITY: "Suspected irregularity",
-    ActionReason.EQUIPMENT_FAULT: "Equipment fault at the lane",
-    ActionReason.INTELLIGENCE_REPORT: "Intelligence report",
-    ActionReason.ENTERED_IN_ERROR: "Entry made in error",
-    ActionReason.IDENTITY_CONFIRMED: "Identity confirmed in person",
-    ActionReason.OTHER: "Other (explain in the note)",
-}
-
 Action = Literal["release", "hold", "plate", "declaration"]
-
-
-class NotFound(LookupError):
-    """No such passage, manifest, hotlist entry or user."""
-
-
-class Forbidden(PermissionError):
-    """The role does not carry the permission needed."""
-
-
-class Conflict(RuntimeError):
-    """The thing is not in a state this action applies to (already decided...)."""
-
-
-@dataclass
-class FieldErrors(ValueError):
-    """Form/body problems, each naming its field, shown next to that field."""
-
-    errors: dict[str, str] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
 
 
 @dataclass(frozen=True)
@@ -119,20 +64,6 @@ class ActionOutcome:
     reasons: tuple[str, ...]
     command: CommandResult | None
     message: str
-
-
-def _reason(value: str | None, note: str | None, errors: dict[str, str]) -> tuple[str, str]:
-    note = (note or "").strip()
-    code = ""
-    try:
-        code = ActionReason(value or "").value
-    except ValueError:
-        errors["reason_code"] = "choose a reason code from the list"
-    if len(note) > NOTE_MAX:
-        errors["note"] = f"note is longer than {NOTE_MAX} characters"
-    elif code == ActionReason.OTHER and not note:
-        errors["note"] = "reason OTHER needs a note saying why"
-    return code, note
 
 
 def is_pending(row: PassageRow) -> bool:
@@ -228,7 +159,7 @@ class ConsoleService:
         """Admin clears a lockout."""
         _require(actor, Permission.MANAGE_USERS)
         errors: dict[str, str] = {}
-        code, note = _reason(reason_code, note, errors)
+        code, note = check_reason(reason_code, note, errors)
         if errors:
             raise FieldErrors(errors)
         with self._lock:
@@ -312,7 +243,7 @@ class ConsoleService:
         _require(user, Permission.DECIDE_REFERRAL)
         row = self.passage(passage_id)
         errors: dict[str, str] = {}
-        code, note = _reason(reason_code, note, errors)
+        code, note = check_reason(reason_code, note, errors)
         if action == "plate":
             plate = self._check_plate(plate, errors)
         elif action == "declaration":
@@ -359,14 +290,22 @@ class ConsoleService:
                                  site=self.cfg.site.code, lane=lane)
             new = matched.model_copy(update={"decided_by": user.name, "decided_at": now,
                                              "details": (*matched.details, note_text)})
-        passage = Passage(id=row.id, lane=row.lane, started_at=from_iso(row.started_at),
-                          ended_at=from_iso(row.ended_at) if row.ended_at else None, reads=reads,
-                          decision=new, barrier_events=tuple(row.barrier_events),
-                          evidence=tuple(row.evidence))
         command_id = str(ULID())
         detail["command_id"] = command_id
         detail["outcome"] = new.outcome.value
-        with self._lock, self.records.db.atomic():
+        with self._lock, _immediate(self.records.db):
+            # Re-read inside a write transaction: another officer (or the daemon adding barrier
+            # events) may have changed the passage since it was shown; never overwrite that.
+            fresh = self.records.passage(passage_id)
+            if fresh is None or fresh.decision != row.decision:
+                raise Conflict(f"passage {passage_id} was changed meanwhile; reload and decide "
+                               "again")
+            passage = Passage(id=fresh.id, lane=fresh.lane,
+                              started_at=from_iso(fresh.started_at),
+                              ended_at=from_iso(fresh.ended_at) if fresh.ended_at else None,
+                              reads=reads, decision=new,
+                              barrier_events=tuple(fresh.barrier_events),
+                              evidence=tuple(fresh.evidence))
             self.records.save_passage(passage, actor=user.name, publish_topic=self.passage_topic)
             self.records.audit_event(actor=user.name, action=f"officer.{action}",
                                      subject=f"passage:{row.id}", reason_code=code, detail=detail,
@@ -465,7 +404,7 @@ class ConsoleService:
         """Supervisor adds or updates an entry; audited."""
         _require(user, Permission.EDIT_HOTLIST)
         errors: dict[str, str] = {}
-        code, note = _reason(reason_code, note, errors)
+        code, note = check_reason(reason_code, note, errors)
         entry: HotlistEntry | None = None
         try:
             entry = HotlistEntry.model_validate({k: v for k, v in data.items() if v not in ("",
@@ -494,7 +433,7 @@ class ConsoleService:
         """Supervisor removes an entry; audited."""
         _require(user, Permission.EDIT_HOTLIST)
         errors: dict[str, str] = {}
-        code, note = _reason(reason_code, note, errors)
+        code, note = check_reason(reason_code, note, errors)
         try:
             hk = HotlistKind(kind)
         except ValueError:
@@ -504,8 +443,9 @@ class ConsoleService:
         with self._lock:
             if not self.cache.remove_hotlist(hk, value):
                 raise NotFound(f"no hotlist entry {kind}:{value}")
+            stored = normalize_hotlist_value(hk, value)
             self.records.audit_event(actor=user.name, action="hotlist.remove",
-                                     subject=f"hotlist:{hk.value}:{value}", reason_code=code,
+                                     subject=f"hotlist:{hk.value}:{stored}", reason_code=code,
                                      detail={"note": note})
 
     # -- audit and health -----------------------------------------------------------------------
@@ -581,6 +521,23 @@ class ConsoleService:
         with self._lock:
             row = self.records.db.execute("SELECT max(updated_at) FROM passages").fetchone()
         return str(row[0] or "")
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite_utils.Database) -> Iterator[None]:
+    """A write transaction taken up front (BEGIN IMMEDIATE).
+
+    Read-check-write then cannot race another connection; nested ``db.atomic()`` blocks
+    become savepoints inside it.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _require(user: User, permission: Permission) -> None:

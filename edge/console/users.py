@@ -8,6 +8,7 @@ one is made with ``gate-edge users add NAME --role admin``.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -121,8 +122,6 @@ class Users:
 
     def add(self, name: str, role: Role | str, password: str, now: datetime) -> User:
         """Create an account; UserError if the name is taken or the password is weak."""
-        import re
-
         if not re.match(USER_NAME_PATTERN, name):
             raise UserError("user name: 2-32 characters, lowercase letters, digits, '.', '_' "
                             "or '-', starting with a letter")
