@@ -512,3 +512,52 @@ def test_lanes_show_last_passage_of_each_lane(site: Site, client: TestClient) ->
         assert lanes[lane_id]["passage_id"] == passage.id
     page = client.get("/lanes").text
     assert 'id="lane-in-1"' in page and 'id="lane-in-2"' in page
+
+
+def test_a_decision_made_meanwhile_elsewhere_is_not_overwritten(
+        site: Site, app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another officer's console (its own process and connection) releases the truck between
+    the moment this console read the passage and the moment it writes: 409, nothing lost."""
+    pid = _refer(site)
+    service = app.state.service
+    original = service.passage
+
+    def read_then_someone_else_decides(passage_id: str) -> Any:
+        row = original(passage_id)
+        other = create_app(site.cfg, session_secret=SECRET)
+        with TestClient(other, base_url="https://testserver") as elsewhere:
+            csrf = login(elsewhere, "sam")
+            r = elsewhere.post(f"/api/v1/referrals/{pid}/hold", headers={"X-CSRF-Token": csrf},
+                               json={"reason_code": "INSPECTION_REQUIRED"})
+            assert r.status_code == 200
+        return row
+
+    csrf = login(client, "olga")
+    monkeypatch.setattr(service, "passage", read_then_someone_else_decides)
+    r = client.post(f"/api/v1/referrals/{pid}/release", headers={"X-CSRF-Token": csrf},
+                    json={"reason_code": "DOCUMENTS_CHECKED"})
+    monkeypatch.undo()
+    assert r.status_code == 409 and "changed meanwhile" in r.json()["detail"]
+    detail = client.get(f"/api/v1/passages/{pid}").json()
+    assert detail["outcome"] == "hold" and detail["decision"]["decided_by"] == "sam"
+    assert not [t for t in detail["timeline"] if t["action"] == "officer.release"]
+
+
+def test_session_secret_from_environment_or_systemd_credential(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.config.console import ConsoleConfig
+
+    cfg = ConsoleConfig()
+    monkeypatch.delenv("GATE_EDGE_CONSOLE_SECRET", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    (tmp_path / "console-session-secret").write_text("c" * 48 + "\n", encoding="utf-8")
+    assert cfg.session_secret() == "c" * 48
+    monkeypatch.setenv("GATE_EDGE_CONSOLE_SECRET", "e" * 40)
+    assert cfg.session_secret() == "e" * 40
+    monkeypatch.setenv("GATE_EDGE_CONSOLE_SECRET", "short")
+    with pytest.raises(ValueError, match="shorter than 32"):
+        cfg.session_secret()
+    monkeypatch.delenv("GATE_EDGE_CONSOLE_SECRET")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    first, second = cfg.session_secret(), cfg.session_secret()
+    assert len(first) >= 32 and first != second  # random, and logged as a warning
