@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 
@@ -37,6 +39,23 @@ log = logging.getLogger(__name__)
 _CHUNK = 500  # keeps IN (...) lists under SQLite's host-parameter limit
 
 
+# One secondary index per key the matcher looks up. Kept apart from the table definitions so a
+# bulk load into an empty cache can build them once, sorted, after the data is in.
+SECONDARY_INDEXES: dict[str, str] = {
+    # (folded, plate) serves both the exact lookup (folded = f(p) AND plate = p) and the
+    # confusable-folded lookup (folded = f(read)).
+    "idx_manifest_plates_folded_plate":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_plates_folded_plate ON manifest_plates(folded, plate)",
+    "idx_manifest_containers_container":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_containers_container ON manifest_containers(container)",
+    "idx_manifest_seals_seal":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_seals_seal ON manifest_seals(seal_id)",
+    "idx_manifests_mrn":
+        "CREATE INDEX IF NOT EXISTS idx_manifests_mrn ON manifests(transit_mrn) "
+        "WHERE transit_mrn IS NOT NULL",
+}
+
+
 def _m001_manifests(db: sqlite_utils.Database) -> None:
     db.executescript("""
         CREATE TABLE manifests (
@@ -56,34 +75,33 @@ def _m001_manifests(db: sqlite_utils.Database) -> None:
             valid_from TEXT NOT NULL,
             valid_until TEXT NOT NULL
         );
+        -- Child tables are clustered by manifest (WITHOUT ROWID, primary key first): appends
+        -- stay sequential and loading a manifest's children is one range scan. Each key the
+        -- matcher looks up has one secondary index.
         CREATE TABLE manifest_plates (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             role TEXT NOT NULL,
             plate TEXT NOT NULL,
-            folded TEXT NOT NULL
-        );
-        CREATE INDEX idx_manifest_plates_plate ON manifest_plates(plate);
-        CREATE INDEX idx_manifest_plates_folded ON manifest_plates(folded);
-        CREATE INDEX idx_manifest_plates_manifest ON manifest_plates(manifest_id);
+            folded TEXT NOT NULL,
+            PRIMARY KEY (manifest_id, role)
+        ) WITHOUT ROWID;
         CREATE TABLE manifest_containers (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
-            container TEXT NOT NULL
-        );
-        CREATE INDEX idx_manifest_containers_container ON manifest_containers(container);
-        CREATE INDEX idx_manifest_containers_manifest ON manifest_containers(manifest_id);
+            container TEXT NOT NULL,
+            PRIMARY KEY (manifest_id, position)
+        ) WITHOUT ROWID;
         CREATE TABLE manifest_seals (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
             seal_id TEXT NOT NULL,
             type TEXT NOT NULL,
-            container TEXT
-        );
-        CREATE INDEX idx_manifest_seals_seal ON manifest_seals(seal_id);
-        CREATE INDEX idx_manifest_seals_manifest ON manifest_seals(manifest_id);
-        CREATE INDEX idx_manifests_trader ON manifests(trader_tax_code);
-        CREATE INDEX idx_manifests_mrn ON manifests(transit_mrn) WHERE transit_mrn IS NOT NULL;
+            container TEXT,
+            PRIMARY KEY (manifest_id, position)
+        ) WITHOUT ROWID;
     """)
+    for sql in SECONDARY_INDEXES.values():
+        db.execute(sql)
 
 
 def _m002_hotlist_meta(db: sqlite_utils.Database) -> None:
@@ -104,9 +122,20 @@ def _m002_hotlist_meta(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _m003_hotlist_folded(db: sqlite_utils.Database) -> None:
+    # Plates on the hotlist are also found through their confusable-folded form, so that an
+    # OCR slip (29C8B888 for 29C88888) cannot carry a wanted truck past the gate.
+    db.execute("ALTER TABLE hotlist ADD COLUMN folded TEXT")
+    for value, in db.execute("SELECT value FROM hotlist WHERE kind = 'plate'").fetchall():
+        db.execute("UPDATE hotlist SET folded = ? WHERE kind = 'plate' AND value = ?",
+                   [fold_confusables(value), value])
+    db.execute("CREATE INDEX idx_hotlist_folded ON hotlist(folded) WHERE folded IS NOT NULL")
+
+
 CACHE_MIGRATIONS = (
     Migration("0001_manifests_and_keys", _m001_manifests),
     Migration("0002_hotlist_and_cache_meta", _m002_hotlist_meta),
+    Migration("0003_hotlist_folded_plates", _m003_hotlist_folded),
 )
 
 
@@ -125,12 +154,35 @@ class UpsertResult:
         return self
 
 
-@dataclass(frozen=True)
-class ManifestHit:
-    """A manifest found by a key, and which key found it."""
+class ManifestRows(NamedTuple):
+    """One manifest flattened into the rows it occupies; plain tuples pickle cheaply."""
 
-    manifest: Manifest
-    via: str
+    declaration_no: str
+    version: int
+    manifest: tuple[Any, ...]
+    plates: list[tuple[str, str, str]]
+    containers: list[tuple[int, str]]
+    seals: list[tuple[int, str, str, str | None]]
+
+
+def manifest_rows(m: Manifest) -> ManifestRows:
+    """Flatten a validated manifest into its table rows (without the row id)."""
+    plates = [("tractor", m.tractor_plate, fold_confusables(m.tractor_plate))]
+    if m.trailer_plate:
+        plates.append(("trailer", m.trailer_plate, fold_confusables(m.trailer_plate)))
+    return ManifestRows(
+        m.declaration_no, m.version,
+        (m.declaration_no, m.version, m.transit_mrn, m.channel.value, m.status.value,
+         m.tractor_plate, m.trailer_plate, m.trader.tax_code, m.trader.name, int(m.trader.aeo),
+         _json_list(m.gates), _json_list(m.lanes), iso(m.valid_from), iso(m.valid_until)),
+        plates,
+        list(enumerate(m.containers)),
+        [(i, s.seal_id, s.type.value, s.container) for i, s in enumerate(m.seals)],
+    )
+
+
+def _json_list(values: tuple[str, ...]) -> str:
+    return json.dumps(list(values)) if values else "[]"
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -153,9 +205,45 @@ class ManifestCache:
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = connect(path, "NORMAL", readonly=readonly, check_same_thread=check_same_thread)
+        cache = cls(db, path)
         if not readonly:
             migrate(db, path, CACHE_MIGRATIONS)
-        return cls(db, path)
+            cache.ensure_indexes()
+        return cache
+
+    def ensure_indexes(self) -> list[str]:
+        """Create any missing secondary index (after a bulk load that was interrupted)."""
+        present = {r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
+        missing = [name for name in SECONDARY_INDEXES if name not in present]
+        if missing:
+            started = time.perf_counter()
+            with self.db.atomic():
+                for name in missing:
+                    self.db.execute(SECONDARY_INDEXES[name])
+            log.info("built cache index(es) %s in %.1f s", ", ".join(missing),
+                     time.perf_counter() - started)
+        return missing
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[bool]:
+        """Load an *empty* cache without its secondary indexes, then build them sorted.
+
+        Inserting a million random plate/container/seal keys into live B-trees costs more
+        than the rest of the import; building each index once at the end is a sort. Yields
+        whether the fast path is taken (only when the cache is empty). If the process dies
+        before the end, :meth:`open` rebuilds the missing indexes.
+        """
+        if self.count() > 0:
+            yield False
+            return
+        with self.db.atomic():
+            for name in SECONDARY_INDEXES:
+                self.db.execute(f"DROP INDEX IF EXISTS {name}")
+        try:
+            yield True
+        finally:
+            self.ensure_indexes()
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL where possible)."""
@@ -166,6 +254,11 @@ class ManifestCache:
         """Insert or replace by (declaration_no, version) in one transaction."""
         with self.db.atomic():
             return self._upsert(manifests)
+
+    def upsert_rows(self, batch: Sequence[ManifestRows]) -> UpsertResult:
+        """Like :meth:`upsert_manifests` for rows flattened by import workers."""
+        with self.db.atomic():
+            return self.write_rows(batch)
 
     def replace_all(self, manifests: Iterable[Manifest], meta: dict[str, str] | None = None) -> int:
         """Swap the whole cache for a snapshot, atomically: readers see old or new, never half."""
@@ -186,32 +279,39 @@ class ManifestCache:
         return count
 
     def _upsert(self, manifests: Sequence[Manifest]) -> UpsertResult:
+        return self.write_rows([manifest_rows(m) for m in manifests])
+
+    def write_rows(self, batch: Sequence[ManifestRows]) -> UpsertResult:
+        """Upsert pre-flattened manifests (see :func:`manifest_rows`); caller owns the transaction.
+
+        Import workers flatten and validate in other processes; this is the single writer.
+        """
         result = UpsertResult()
         # Within one batch the highest version of a declaration wins.
-        latest: dict[str, Manifest] = {}
-        for m in manifests:
-            seen = latest.get(m.declaration_no)
-            if seen is None or m.version > seen.version:
-                latest[m.declaration_no] = m
-            else:
-                result.stale += 1
+        latest: dict[str, ManifestRows] = {}
+        for rows in batch:
+            seen = latest.get(rows.declaration_no)
+            if seen is not None:
+                result.stale += 1  # one of the two is superseded within the batch
+            if seen is None or rows.version > seen.version:
+                latest[rows.declaration_no] = rows
         existing: dict[str, tuple[int, int]] = {}
         for chunk in _chunks(list(latest)):
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
+            found = self.db.execute(
                 f"SELECT declaration_no, id, version FROM manifests WHERE declaration_no IN ({marks})",
                 list(chunk),
             ).fetchall()
-            existing.update({row[0]: (row[1], row[2]) for row in rows})
-        to_write: list[Manifest] = []
+            existing.update({row[0]: (row[1], row[2]) for row in found})
+        to_write: list[ManifestRows] = []
         replaced_ids: list[int] = []
-        for decl, m in latest.items():
+        for decl, rows in latest.items():
             prior = existing.get(decl)
             if prior is None:
-                to_write.append(m)
+                to_write.append(rows)
                 result.inserted += 1
-            elif m.version > prior[1]:
-                to_write.append(m)
+            elif rows.version > prior[1]:
+                to_write.append(rows)
                 replaced_ids.append(prior[0])
                 result.replaced += 1
             else:
@@ -236,33 +336,24 @@ class ManifestCache:
                    trader_aeo=excluded.trader_aeo, gates=excluded.gates, lanes=excluded.lanes,
                    valid_from=excluded.valid_from, valid_until=excluded.valid_until
                WHERE excluded.version > manifests.version""",
-            [
-                (m.declaration_no, m.version, m.transit_mrn, m.channel.value, m.status.value,
-                 m.tractor_plate, m.trailer_plate, m.trader.tax_code, m.trader.name,
-                 int(m.trader.aeo), json.dumps(list(m.gates)), json.dumps(list(m.lanes)),
-                 iso(m.valid_from), iso(m.valid_until))
-                for m in to_write
-            ],
+            [rows.manifest for rows in to_write],
         )
         ids: dict[str, int] = {}
-        for chunk in _chunks([m.declaration_no for m in to_write]):
+        for chunk in _chunks([rows.declaration_no for rows in to_write]):
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
+            found = self.db.execute(
                 f"SELECT declaration_no, id FROM manifests WHERE declaration_no IN ({marks})",
                 list(chunk),
             ).fetchall()
-            ids.update(dict(rows))
+            ids.update(dict(found))
         plates: list[tuple[int, str, str, str]] = []
         containers: list[tuple[int, int, str]] = []
         seals: list[tuple[int, int, str, str, str | None]] = []
-        for m in to_write:
-            mid = ids[m.declaration_no]
-            plates.append((mid, "tractor", m.tractor_plate, fold_confusables(m.tractor_plate)))
-            if m.trailer_plate:
-                plates.append((mid, "trailer", m.trailer_plate, fold_confusables(m.trailer_plate)))
-            containers.extend((mid, i, c) for i, c in enumerate(m.containers))
-            seals.extend((mid, i, s.seal_id, s.type.value, s.container)
-                         for i, s in enumerate(m.seals))
+        for rows in to_write:
+            mid = ids[rows.declaration_no]
+            plates.extend((mid, *p) for p in rows.plates)
+            containers.extend((mid, *c) for c in rows.containers)
+            seals.extend((mid, *x) for x in rows.seals)
         conn.executemany("INSERT INTO manifest_plates VALUES (?,?,?,?)", plates)
         conn.executemany("INSERT INTO manifest_containers VALUES (?,?,?)", containers)
         conn.executemany("INSERT INTO manifest_seals VALUES (?,?,?,?,?)", seals)
@@ -271,14 +362,16 @@ class ManifestCache:
     def upsert_hotlist(self, entries: Iterable[HotlistEntry], now: datetime) -> int:
         """Add or update hotlist entries (``ON CONFLICT DO UPDATE``, never a delete+insert)."""
         rows = [(e.kind.value, e.value, e.reason, e.action,
-                 iso(e.expires_at) if e.expires_at else None, iso(now)) for e in entries]
+                 iso(e.expires_at) if e.expires_at else None, iso(now),
+                 fold_confusables(e.value) if e.kind is HotlistKind.PLATE else None)
+                for e in entries]
         with self.db.atomic():
             self.db.conn.executemany(
-                """INSERT INTO hotlist (kind, value, reason, action, expires_at, updated_at)
-                   VALUES (?,?,?,?,?,?)
+                """INSERT INTO hotlist (kind, value, reason, action, expires_at, updated_at, folded)
+                   VALUES (?,?,?,?,?,?,?)
                    ON CONFLICT(kind, value) DO UPDATE SET reason=excluded.reason,
                        action=excluded.action, expires_at=excluded.expires_at,
-                       updated_at=excluded.updated_at""",
+                       updated_at=excluded.updated_at, folded=excluded.folded""",
                 rows,
             )
         return len(rows)
@@ -357,18 +450,23 @@ class ManifestCache:
         return out
 
     def by_declaration(self, declaration_no: str) -> Manifest | None:
-        """The manifest with this declaration number (or transit MRN)."""
-        row = self.db.execute(
-            "SELECT id FROM manifests WHERE declaration_no = ? OR transit_mrn = ?",
-            [declaration_no, declaration_no],
-        ).fetchone()
-        found = self._load([row[0]]) if row else []
-        return found[0] if found else None
+        """The manifest with this declaration number, or the only one with this transit MRN."""
+        found = self.by_reference(declaration_no)
+        return found[0] if len(found) == 1 else None
+
+    def by_reference(self, reference: str) -> list[Manifest]:
+        """Manifests with this declaration number or transit MRN (an MRN may be shared)."""
+        rows = self.db.execute(
+            "SELECT id FROM manifests WHERE declaration_no = ? UNION "
+            "SELECT id FROM manifests WHERE transit_mrn = ?",
+            [reference, reference],
+        ).fetchall()
+        return self._load(r[0] for r in rows)
 
     def by_plate(self, plate: str, role: str | None = None) -> list[Manifest]:
         """Manifests whose tractor (or trailer) plate is exactly ``plate`` (normalized)."""
-        sql = "SELECT manifest_id FROM manifest_plates WHERE plate = ?"
-        args = [plate]
+        sql = "SELECT manifest_id FROM manifest_plates WHERE folded = ? AND plate = ?"
+        args = [fold_confusables(plate), plate]
         if role:
             sql += " AND role = ?"
             args.append(role)
@@ -410,6 +508,21 @@ class ManifestCache:
             f"SELECT kind, value, reason, action, expires_at FROM hotlist "
             f"WHERE kind = ? AND value IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)",
             [kind.value, *norm, iso(now)],
+        ).fetchall()
+        return [HotlistEntry.model_construct(kind=HotlistKind(k), value=v, reason=r, action=a,
+                                             expires_at=from_iso(e) if e else None)
+                for k, v, r, a, e in rows]
+
+    def hotlist_plate_folded_hits(self, folded: Iterable[str], now: datetime) -> list[HotlistEntry]:
+        """Live plate entries whose folded form is one of ``folded``."""
+        keys = list({f for f in folded if f})
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        rows = self.db.execute(
+            f"SELECT kind, value, reason, action, expires_at FROM hotlist WHERE kind = 'plate' "
+            f"AND folded IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)",
+            [*keys, iso(now)],
         ).fetchall()
         return [HotlistEntry.model_construct(kind=HotlistKind(k), value=v, reason=r, action=a,
                                              expires_at=from_iso(e) if e else None)

@@ -21,6 +21,7 @@ import sqlite_utils
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CACHE_KIB = 64 * 1024
 MigrationFn = Callable[[sqlite_utils.Database], None]
 
 
@@ -55,6 +56,9 @@ def connect(
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA busy_timeout=10000")
+    # 64 MiB of page cache: index pages of a million-manifest cache stay in memory.
+    db.execute(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
+    db.execute("PRAGMA temp_store=MEMORY")
     return db
 
 
