@@ -6,7 +6,12 @@ import sqlite3
 from typing import Any
 
 import pytest
-from conftest import (
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from edge.console import LaneFeed, create_app
+from edge.store import audit, outbox
+from tests.edge.console.console_site import (
     PASSWORDS,
     SECRET,
     RecordingGateController,
@@ -17,11 +22,6 @@ from conftest import (
     make_site,
     save_truck,
 )
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
-
-from edge.console import LaneFeed, create_app
-from edge.store import audit, outbox
 
 ROLES = ("olga", "sam", "ada")  # officer, supervisor, admin
 

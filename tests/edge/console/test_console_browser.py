@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import (
+from playwright.sync_api import Page, expect
+
+from edge.console import LaneFeed, create_app, serve
+from tests.edge.console.console_site import (
     PASSWORDS,
     SECRET,
     RecordingGateController,
@@ -28,9 +31,6 @@ from conftest import (
     make_site,
     save_truck,
 )
-from playwright.sync_api import Page, expect
-
-from edge.console import LaneFeed, create_app, serve
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from conftest import make_site
 from typer.testing import CliRunner
 
 from edge.cli import app as cli
@@ -17,6 +16,7 @@ from edge.console.users import Users
 from edge.domain.model import Decision, Outcome, Passage, PassageReads, PlateRead, ReasonCode
 from edge.store import audit
 from edge.store.records import Records
+from tests.edge.console.console_site import make_site
 
 T = TypeVar("T")
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import SECRET, RecordingGateController, login, make_site
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -22,6 +21,7 @@ from schemathesis.generation.modes import GenerationMode
 
 from edge.console import LaneFeed, create_app
 from edge.console.security import SESSION_COOKIE
+from tests.edge.console.console_site import SECRET, RecordingGateController, login, make_site
 
 
 @pytest.fixture
