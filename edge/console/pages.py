@@ -231,6 +231,9 @@ def referral_action(request: Request, user: PageUser, passage_id: str,
     values = {"reason_code": reason_code, "note": note, "plate": plate,
               "declaration_no": declaration_no}
     back = back if back in ("/referrals", f"/passages/{passage_id}") else "/referrals"
+    if action == "enter":  # Enter pressed in a field: act on what was typed, never release
+        typed = [a for a, v in (("plate", plate), ("declaration", declaration_no)) if v.strip()]
+        action = typed[0] if len(typed) == 1 else ""
     try:
         if action not in ("release", "hold", "plate", "declaration"):
             raise FieldErrors({"action": "choose Release, Hold, Correct plate or Identify"})

@@ -282,6 +282,9 @@ def test_forms_show_inline_errors_naming_the_field(site: Site, client: TestClien
                                                "reason_code": "OCR_MISREAD", "plate": "ZZZ"})
     assert r.status_code == 422 and "ZZZ fits no known plate layout" in r.text
     assert 'value="ZZZ"' in r.text  # what the officer typed is kept
+    r = client.post(f"/referrals/{pid}", data={"csrf_token": token, "action": "enter",
+                                               "reason_code": "DOCUMENTS_CHECKED"})
+    assert r.status_code == 422 and "choose Release, Hold" in r.text  # Enter alone never releases
     r = client.post(f"/referrals/{pid}", data={"csrf_token": token, "action": "release",
                                                "reason_code": "DOCUMENTS_CHECKED",
                                                "back": f"/passages/{pid}"},

@@ -174,6 +174,15 @@ def test_supervisor_pages_and_tablet_layout(live: Live, page: Page, output_path:
     page.click("form.form button[type=submit]")
     expect(page.locator("table.list")).to_contain_text("51C99999")
     _shot(page, out, "hotlist")
+    # a barcode scanner types the declaration number and presses Enter: that must never release
+    page.goto(f"{live.url}/referrals")
+    first = page.locator("article.referral").first
+    ref_id = (first.get_attribute("id") or "")[4:]
+    first.locator("input[name=declaration_no]").fill("105123456780")
+    first.locator("input[name=declaration_no]").press("Enter")
+    expect(page.locator(f"#ref-{ref_id} .field-error")).to_contain_text("choose a reason code")
+    expect(page.locator(f"#ref-{ref_id} input[name=declaration_no]")).to_have_value("105123456780")
+    assert live.gate.sent == []
     page.goto(f"{live.url}/manifests?q=51C-123.45")
     expect(page.locator("table.list")).to_contain_text("105123456780")
     _shot(page, out, "manifests")
