@@ -37,6 +37,10 @@ class ConsoleConfig(Section):
         True, description="mark the session cookie Secure (HTTPS only; browsers also accept it "
                           "on http://localhost); set false only behind a TLS-terminating proxy "
                           "that speaks plain HTTP to the console on another host")
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate: serve HTTPS directly (needed for Secure cookies on "
+                          "the officers' LAN unless a TLS proxy sits in front)")
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile")
     max_failed_logins: int = Field(
         5, ge=1, le=100, description="consecutive wrong passwords before the account is locked")
     lockout: Duration = Field(

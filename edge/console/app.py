@@ -201,7 +201,8 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def serve(app: FastAPI, host: str, port: int, *, log_level: str = "warning") -> uvicorn.Server:
+def serve(app: FastAPI, host: str, port: int, *, log_level: str = "warning",
+          certfile: Path | None = None, keyfile: Path | None = None) -> uvicorn.Server:
     """A uvicorn server for ``app``; the daemon runs ``await server.serve()`` as a task.
 
     Stop it with ``server.should_exit = True`` and await the task; ``server.started`` turns
@@ -209,5 +210,7 @@ def serve(app: FastAPI, host: str, port: int, *, log_level: str = "warning") -> 
     """
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                             proxy_headers=False, server_header=False,
+                            ssl_certfile=str(certfile) if certfile else None,
+                            ssl_keyfile=str(keyfile) if keyfile else None,
                             timeout_graceful_shutdown=5)  # open SSE streams must not hang a stop
     return EmbeddedServer(config)

@@ -97,13 +97,22 @@ def console(
 
     Example: gate-edge console -c config/demo/gate-edge.demo.yaml --port 8080
     """
-    import uvicorn
+    import asyncio
+    import contextlib
 
-    from edge.console.app import create_app
+    from edge.console.app import create_app, serve
 
     cfg = load_or_exit(config)
-    app = create_app(cfg, watch_records=True)
-    bind_host = host or cfg.console.host
-    bind_port = port or cfg.console.port
-    typer.echo(f"officer console on http://{bind_host}:{bind_port}/ (Ctrl+C stops)")
-    uvicorn.run(app, host=bind_host, port=bind_port, log_level="warning", server_header=False)
+    console_cfg = cfg.console
+    try:
+        app = create_app(cfg, watch_records=True)
+    except ValueError as exc:  # a session secret that is too short
+        raise fail(str(exc)) from None
+    bind_host = host or console_cfg.host
+    bind_port = port or console_cfg.port
+    scheme = "https" if console_cfg.tls_certfile else "http"
+    typer.echo(f"officer console on {scheme}://{bind_host}:{bind_port}/ (Ctrl+C stops)")
+    server = serve(app, bind_host, bind_port, certfile=console_cfg.tls_certfile,
+                   keyfile=console_cfg.tls_keyfile)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(server.serve())

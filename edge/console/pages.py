@@ -80,7 +80,18 @@ def _safe_next(target: str) -> str:
 def login_page(request: Request, next: Annotated[str, Query(max_length=200)] = "/lanes"
                ) -> HTMLResponse:
     """The login form."""
-    return render(request, "login.html", None, next=_safe_next(next), errors={}, username="")
+    return render(request, "login.html", None, next=_safe_next(next), errors={}, username="",
+                  insecure=_cookie_refused(request))
+
+
+def _cookie_refused(request: Request) -> bool:
+    """Browsers drop a Secure cookie over plain HTTP except on localhost: say so.
+
+    Otherwise officers would loop back to the login page without a word.
+    """
+    secure = request.app.state.service.cfg.console.secure_cookies
+    local = request.url.hostname in ("localhost", "127.0.0.1", "::1")
+    return bool(secure and request.url.scheme == "http" and not local)
 
 
 @router.post("/login")

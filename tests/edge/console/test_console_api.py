@@ -564,3 +564,10 @@ def test_session_secret_from_environment_or_systemd_credential(
     monkeypatch.delenv("CREDENTIALS_DIRECTORY")
     first, second = cfg.session_secret(), cfg.session_secret()
     assert len(first) >= 32 and first != second  # random, and logged as a warning
+
+
+def test_login_page_warns_when_secure_cookie_cannot_stick(app: FastAPI) -> None:
+    with TestClient(app, base_url="http://10.20.0.5") as lan:
+        assert "open it over\n  https://" in lan.get("/login").text
+    with TestClient(app, base_url="http://127.0.0.1") as local:
+        assert "open it over" not in local.get("/login").text
