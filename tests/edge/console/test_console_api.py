@@ -571,3 +571,9 @@ def test_login_page_warns_when_secure_cookie_cannot_stick(app: FastAPI) -> None:
         assert "open it over\n  https://" in lan.get("/login").text
     with TestClient(app, base_url="http://127.0.0.1") as local:
         assert "open it over" not in local.get("/login").text
+
+
+def test_fixture_checkpoint_decides_like_the_demo(site: Site) -> None:
+    """The console tests stand on the real matcher's decisions for config/demo trucks."""
+    got = [p.decision.outcome.value if p.decision else None for p in site.passages]
+    assert got == [t["expect"] for t in demo_trucks()]
