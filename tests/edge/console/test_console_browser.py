@@ -172,7 +172,7 @@ def test_supervisor_pages_and_tablet_layout(live: Live, page: Page, output_path:
     page.fill("#h-reason", "stolen tractor report")
     page.select_option("#h-code", "INTELLIGENCE_REPORT")
     page.click("form.form button[type=submit]")
-    expect(page.locator("table.list")).to_contain_text("51C99999")
+    expect(page.locator("table.list")).to_contain_text("51C-999.99")
     _shot(page, out, "hotlist")
     # a barcode scanner types the declaration number and presses Enter: that must never release
     page.goto(f"{live.url}/referrals")
