@@ -57,6 +57,34 @@ def add(
     typer.echo(f"user {name} ({role.value}) created")
 
 
+@users_app.command("passwd")
+def passwd(
+    name: str = typer.Argument(..., help="account whose password to replace"),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="read the password from the first line of stdin"),
+    config: Path | None = CONFIG_OPTION,
+    records: Path | None = RECORDS_OPTION,
+) -> None:
+    """Set a new password; the user's open sessions end (audited)."""
+    if password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    store = _records(config, records)
+    try:
+        users = Users(store.db)
+        if users.get(name) is None:
+            raise fail(f"no user {name!r}")
+        users.set_password(name, password, utcnow())
+        store.audit_event(actor="cli", action="user.passwd", subject=f"user:{name}",
+                          reason_code="PASSWORD_CHANGED")
+    except UserError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.close()
+    typer.echo(f"password of {name} replaced; their sessions are ended")
+
+
 @users_app.command("list")
 def list_users(config: Path | None = CONFIG_OPTION, records: Path | None = RECORDS_OPTION) -> None:
     """Show accounts, roles and lockouts."""

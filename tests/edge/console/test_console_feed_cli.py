@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,7 +14,15 @@ from typer.testing import CliRunner
 from edge.cli import app as cli
 from edge.console.feed import FeedEvent, LaneFeed
 from edge.console.users import Users
-from edge.domain.model import Decision, Outcome, Passage, PassageReads, PlateRead, ReasonCode
+from edge.domain.model import (
+    Decision,
+    Outcome,
+    Passage,
+    PassageReads,
+    PlateRead,
+    ReasonCode,
+    utcnow,
+)
 from edge.store import audit
 from edge.store.records import Records
 from tests.edge.console.console_site import make_site
@@ -100,6 +109,11 @@ def test_users_add_reads_password_from_stdin_and_never_defaults(tmp_path: Path) 
     role = runner.invoke(cli, ["users", "add", "tuan", "--role", "boss", "-c", str(cfg)],
                          input="another-passphrase\n")
     assert role.exit_code != 0
+    weak = runner.invoke(cli, ["users", "passwd", "lan.nguyen", "-c", str(cfg)], input="lan.nguyen-x1\n")
+    assert weak.exit_code != 0 and "user name" in weak.output
+    changed = runner.invoke(cli, ["users", "passwd", "lan.nguyen", "-c", str(cfg)],
+                            input="another-passphrase\n")
+    assert changed.exit_code == 0, changed.output
     listed = runner.invoke(cli, ["users", "list", "-c", str(cfg)])
     assert "lan.nguyen\tofficer" in listed.output
     records = Records.open(site.cfg.storage.records_path)
@@ -110,6 +124,9 @@ def test_users_add_reads_password_from_stdin_and_never_defaults(tmp_path: Path) 
         stored = records.db.execute(
             "SELECT password_hash FROM console_users WHERE name='lan.nguyen'").fetchone()[0]
         assert stored.startswith("$argon2id$") and "a-long-passphrase" not in stored
+        ok = users.authenticate("lan.nguyen", "another-passphrase", utcnow(), max_failures=5,
+                                lockout=timedelta(minutes=1))
+        assert ok.user is not None and ok.user.session_epoch == 1
         assert users.get("minh") is None
         assert [r.subject for r in audit.records(records.db) if r.action == "user.add"] == [
             "user:lan.nguyen"]
