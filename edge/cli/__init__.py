@@ -11,6 +11,7 @@ from enum import StrEnum
 import typer
 
 from edge.cli import audit_cmd, config_cmd, demo, manifests, match_cmd, seals_cmd, sync
+from edge.console import cli as console_cli
 from edge.logging_setup import configure_logging
 
 
@@ -60,6 +61,8 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(seals_cmd.app, name="seals")
 app.add_typer(sync.keys_app, name="keys")
 app.add_typer(sync.sync_app, name="sync")
+app.add_typer(console_cli.users_app, name="users")
+app.command("console")(console_cli.console)
 
 
 def main() -> None:
