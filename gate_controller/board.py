@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any, Protocol
 
 from pymodbus.client import ModbusSerialClient
@@ -88,6 +89,25 @@ def write_order(desired: Outputs, current: Outputs | None) -> list[tuple[str, bo
     return sorted(changes, key=lambda item: item[1])  # False (off) first
 
 
+def write_phases(desired: Outputs, current: Outputs | None) -> list[Outputs]:
+    """Split a write so a motor coil is energised only after the other one is verified off.
+
+    A welded relay is found by the read-back of the first phase (both motor coils off), before
+    the opposite direction is ever switched on; the common case costs one extra write and
+    read-back, only when the motor direction changes.
+    """
+    rising_open = desired.barrier_open and (current is None or not current.barrier_open)
+    rising_close = desired.barrier_close and (current is None or not current.barrier_close)
+    if not (rising_open or rising_close):
+        return [desired]
+    other_may_be_on = current is None or (
+        current.barrier_close if rising_open else current.barrier_open
+    )
+    if not other_may_be_on:
+        return [desired]
+    return [replace(desired, barrier_open=False, barrier_close=False), desired]
+
+
 class ModbusRelayBoard:
     """A relay board at ``config.port``; every call may raise BoardError."""
 
@@ -131,6 +151,12 @@ class ModbusRelayBoard:
         return Outputs(**{f: bool(bits[getattr(m, f) - self._coil_base]) for f in COIL_FIELDS})
 
     def write_outputs(self, desired: Outputs, current: Outputs | None) -> None:
+        """Write in motor-safe phases (write_phases), each verified by reading back."""
+        for phase in write_phases(desired, current):
+            self._write_verified(phase, current)
+            current = phase
+
+    def _write_verified(self, desired: Outputs, current: Outputs | None) -> None:
         """Write the changed coils, then one FC01 read-back of all coils.
 
         When the five coils are contiguous (the default map) one FC15 frame sets them all, so

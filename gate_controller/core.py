@@ -15,9 +15,12 @@ from typing import Any
 from gate_controller.board import BoardError, BoardIO
 from gate_controller.config import RelayBoardConfig
 from gate_controller.ipc import DecisionMsg, HeartbeatMsg, OfficerMsg, StatusMsg, reply, utc_ts
-from gate_controller.lane import Lane, LaneEvent, Outputs, Rejected
+from gate_controller.lane import FaultCode, Lane, LaneEvent, Outputs, Rejected
 
 logger = logging.getLogger(__name__)
+
+#: how often the coils are read back without a write (board reset / tampering detection)
+VERIFY_INTERVAL_S = 0.5
 
 Message = HeartbeatMsg | DecisionMsg | OfficerMsg | StatusMsg
 
@@ -43,6 +46,7 @@ class ControlCore:
         self.rejections = 0
         self.polls = 0
         self.poll_errors = 0
+        self._next_verify = now + VERIFY_INTERVAL_S
 
     def start(self, now: float, wall: float) -> list[dict[str, Any]]:
         """Read what the board shows (coils and inputs) and take over from there."""
@@ -90,6 +94,24 @@ class ControlCore:
             return
         self.lane.tick(now, inputs)
         self.flush(now)
+        if now >= self._next_verify:
+            self.verify(now)
+
+    def verify(self, now: float) -> None:
+        """Read the coils back even without a write: a board that browned out and restarted
+        has dropped its relays, and only reading them tells us.
+        """
+        self._next_verify = now + VERIFY_INTERVAL_S
+        try:
+            coils = self.board.read_outputs()
+        except BoardError as exc:
+            self.written = None
+            self.lane.board_error(now, exc.code, str(exc))
+            return
+        if self.written is not None and coils != self.written:
+            self.written = coils
+            self.lane.board_error(now, FaultCode.READBACK_MISMATCH,
+                                  f"coils changed behind the controller's back: {coils}")
 
     def flush(self, now: float) -> None:
         """Write the lane's desired outputs if they differ from what the board has."""
