@@ -133,7 +133,7 @@ class RelayBoardConfig(_Strict):
     inputs: InputMap = Field(default_factory=InputMap, description="discrete inputs of sensors")
     timing: LaneTiming = Field(default_factory=LaneTiming, description="state machine timings")
     ipc_socket: str = Field(
-        "/run/gate-edge/controller-{name}.sock",
+        default="/run/gate-edge/controller-{name}.sock",
         description="Unix socket where gate-controller listens for gate-edge; {name} is replaced",
     )
 

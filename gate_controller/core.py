@@ -98,8 +98,10 @@ class ControlCore:
             self.verify(now)
 
     def verify(self, now: float) -> None:
-        """Read the coils back even without a write: a board that browned out and restarted
-        has dropped its relays, and only reading them tells us.
+        """Read the coils back even without a write.
+
+        A board that browned out and restarted has dropped its relays; only reading them
+        tells us.
         """
         self._next_verify = now + VERIFY_INTERVAL_S
         try:

@@ -34,8 +34,8 @@ class ProtocolError(Exception):
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    v: Literal[1] = Field(1, description="protocol version; only 1 exists")
-    id: str | None = Field(None, pattern=ID_PATTERN,
+    v: Literal[1] = Field(default=1, description="protocol version; only 1 exists")
+    id: str | None = Field(default=None, pattern=ID_PATTERN,
                            description="sender's message id, echoed in the reply")
 
 
@@ -43,7 +43,7 @@ class HeartbeatMsg(_Msg):
     """gate-edge is alive; send at least every heartbeat_timeout_s / 3."""
 
     type: Literal["heartbeat"] = Field(description="message type")
-    sender: str | None = Field(None, max_length=64, description="who is alive (gate-edge)")
+    sender: str | None = Field(default=None, max_length=64, description="who is alive (gate-edge)")
 
 
 class DecisionMsg(_Msg):
@@ -53,8 +53,8 @@ class DecisionMsg(_Msg):
     action: Literal["open", "refer", "hold"] = Field(description="what gate-edge decided")
     event_id: str = Field(pattern=ID_PATTERN, description="event_id of the vehicle_present")
     passage_id: str = Field(pattern=ID_PATTERN, description="gate-edge's passage id (ULID)")
-    token: str | None = Field(None, max_length=128, description="one-shot open token")
-    issued_at: float | None = Field(None, description="token issue time, unix seconds")
+    token: str | None = Field(default=None, max_length=128, description="one-shot open token")
+    issued_at: float | None = Field(default=None, description="token issue time, unix seconds")
     reasons: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list, max_length=32, description="machine-readable reason codes"
     )
@@ -74,7 +74,9 @@ class OfficerMsg(_Msg):
     )
     officer: str = Field(min_length=1, max_length=64, description="officer's user id")
     reason: str = Field(min_length=1, max_length=200, description="why (kept in the audit)")
-    passage_id: str | None = Field(None, pattern=ID_PATTERN, description="passage concerned")
+    passage_id: str | None = Field(
+        default=None, pattern=ID_PATTERN, description="passage concerned"
+    )
 
     def to_command(self) -> OfficerCommand:
         """The lane-level value object."""
