@@ -193,6 +193,7 @@ class Lane:
         self._occupied_since: dict[str, float | None] = {"entry_loop": None, "exit_loop": None}
         self._loop_order: list[str] = []
         self._tail_loop_cleared = False
+        self._beam_broken = self._beam_cleared = self._tailgated = False
         self._crossed = False
         self._last_heartbeat: float | None = None
         self._link_alive = False
@@ -469,6 +470,7 @@ class Lane:
         self._set_arm(now, ArmCommand.UP)
         self._set_state(LaneState.OPEN)
         self._tail_loop_cleared = False
+        self._beam_broken = self._beam_cleared = self._tailgated = False
         self._emit("opening", event_id=self.presence_id, passage_id=self.passage_id, by=by)
 
     def _enter_closing(self, now: float) -> None:
@@ -485,6 +487,7 @@ class Lane:
         self._loop_order = []
         self._crossed = False
         self._tail_loop_cleared = False
+        self._beam_broken = self._beam_cleared = self._tailgated = False
         self.direction = None
         self._note_direction(inputs)
         first = self._loop_order[0] if self._loop_order else None
@@ -514,15 +517,24 @@ class Lane:
                                passage_id=self.passage_id, direction=self.direction)
 
     def _check_tailgating(self, inputs: Inputs) -> None:
+        """A second vehicle: the arrival loop, or the photocell beam, is re-occupied after it
+        had cleared during this passage. Loops cannot separate vehicles closer than a loop's
+        length, the beam (a point sensor) can, so both are watched."""
         # The loop a vehicle arrives on: the entry loop for forward traffic.
         arrival = "exit_loop" if self.direction == "reverse" else "entry_loop"
-        on = getattr(inputs, arrival)
-        if not on:
-            if self._occupied_seen(arrival):
-                self._tail_loop_cleared = True
-            return
-        if self._tail_loop_cleared:
+        second_vehicle = False
+        if getattr(inputs, arrival):
+            second_vehicle = self._tail_loop_cleared
             self._tail_loop_cleared = False
+        elif self._occupied_seen(arrival):
+            self._tail_loop_cleared = True
+        if inputs.photocell:
+            second_vehicle = second_vehicle or self._beam_cleared
+            self._beam_broken, self._beam_cleared = True, False
+        elif self._beam_broken:
+            self._beam_cleared = True
+        if second_vehicle and not self._tailgated:
+            self._tailgated = True
             second = self._new_id()
             self._raise_alarm(Alarm.TAILGATING, event_id=self.presence_id,
                               passage_id=self.passage_id, second_event_id=second)
@@ -560,6 +572,7 @@ class Lane:
             self._occupied_since[loop] = now if getattr(inputs, loop) else None
         self._loop_order = []
         self._tail_loop_cleared = False
+        self._beam_broken = self._beam_cleared = self._tailgated = False
         self._crossed = False
 
     def _check_faults(self, now: float, inputs: Inputs) -> bool:
