@@ -15,7 +15,7 @@ from typing import Any
 from gate_controller.board import BoardError, BoardIO
 from gate_controller.config import RelayBoardConfig
 from gate_controller.ipc import DecisionMsg, HeartbeatMsg, OfficerMsg, StatusMsg, reply, utc_ts
-from gate_controller.lane import FaultCode, Lane, LaneEvent, Outputs, Rejected
+from gate_controller.lane import FaultCode, Lane, LaneEvent, LaneState, Outputs, Rejected
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,19 @@ class ControlCore:
         desired = self.lane.outputs()
         if desired == self.written:
             return
+        if self.written is None and self.lane.state is LaneState.FAULT and desired.barrier_open:
+            # The line was lost: the board may have reset and dropped its relays. In fault we
+            # keep an arm up that is held up, but never raise one again without an officer.
+            try:
+                actual = self.board.read_outputs()
+            except BoardError:
+                return
+            self.written = actual
+            if not actual.barrier_open:
+                self.lane.release_arm(now, "open coil found off after the line came back")
+                desired = self.lane.outputs()
+                if desired == actual:
+                    return
         try:
             self.board.write_outputs(desired, self.written)
         except BoardError as exc:

@@ -261,6 +261,16 @@ class Lane:
             self._set_state(LaneState.PASSING)
         self._emit("resumed", arm=self.arm.value, inputs=_inputs_dict(inputs))
 
+    def release_arm(self, now: float, why: str) -> None:
+        """Stop driving the arm (both motor coils off).
+
+        Used in fault when the board's coils were lost, so the controller never re-energises
+        a motor it cannot vouch for.
+        """
+        if self.arm is not ArmCommand.HOLD:
+            self._set_arm(now, ArmCommand.HOLD)
+            self._emit("arm_released", why=why, state=self.state.value)
+
     def heartbeat(self, now: float) -> None:
         """gate-edge is alive."""
         self._last_heartbeat = now
@@ -444,7 +454,15 @@ class Lane:
             self._enter_closing(now)
 
     def _tick_closing(self, now: float, inputs: Inputs) -> None:
-        if inputs.under_arm:
+        if inputs.arm_down:
+            # down: whatever is on the loops now is a new vehicle, never a reason to re-open
+            self._finish_passage()
+            if inputs.occupied:
+                self._set_arm(now, ArmCommand.HOLD)
+                self._new_presence(now, inputs)
+            else:
+                self._set_state(LaneState.IDLE)
+        elif inputs.under_arm:
             self._set_arm(now, ArmCommand.UP)
             self._set_state(LaneState.OPEN)
             self._emit("reopened", event_id=self.presence_id, passage_id=self.passage_id,
@@ -454,15 +472,17 @@ class Lane:
             self._set_arm(now, ArmCommand.HOLD)
             self._finish_passage()
             self._new_presence(now, inputs)
-        elif inputs.arm_down:
-            self._finish_passage()
-            self._set_state(LaneState.IDLE)
 
     def _tick_manual(self, now: float, inputs: Inputs) -> None:
         if self.arm is ArmCommand.DOWN and inputs.occupied:
-            self._set_arm(now, ArmCommand.UP if inputs.under_arm else ArmCommand.HOLD)
-            self._emit("reopened", event_id=self.presence_id, passage_id=self.passage_id,
-                       inputs=_inputs_dict(inputs))
+            # re-open only an arm that is on its way down over something; an arm at rest
+            # down just stops being driven
+            if inputs.under_arm and not inputs.arm_down:
+                self._set_arm(now, ArmCommand.UP)
+                self._emit("reopened", event_id=self.presence_id, passage_id=self.passage_id,
+                           inputs=_inputs_dict(inputs))
+            else:
+                self._set_arm(now, ArmCommand.HOLD)
 
     # ------------------------------------------------------------------ helpers
     def _open(self, now: float, by: str) -> None:
@@ -517,9 +537,12 @@ class Lane:
                                passage_id=self.passage_id, direction=self.direction)
 
     def _check_tailgating(self, inputs: Inputs) -> None:
-        """A second vehicle: the arrival loop, or the photocell beam, is re-occupied after it
-        had cleared during this passage. Loops cannot separate vehicles closer than a loop's
-        length, the beam (a point sensor) can, so both are watched."""
+        """Report a second vehicle entering before the first has cleared.
+
+        The arrival loop or the photocell beam re-occupied after it had cleared during this
+        passage. Loops cannot separate vehicles closer than a loop's length; the beam (a point
+        sensor) can, so both are watched.
+        """
         # The loop a vehicle arrives on: the entry loop for forward traffic.
         arrival = "exit_loop" if self.direction == "reverse" else "entry_loop"
         second_vehicle = False

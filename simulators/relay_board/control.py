@@ -8,6 +8,7 @@ a terminal use this socket (or ``ControlClient``). One request per line, one rep
     {"cmd": "inject", "fault": "stuck_loop", "target": "exit_loop"}
     {"cmd": "clear", "fault": "stuck_loop"}          (no "fault": clear everything)
     {"cmd": "power", "on": false}
+    {"cmd": "spray", "bytes": 32}                    (unsolicited noise on the line)
     {"cmd": "state"}
 
 Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``; see
@@ -59,12 +60,15 @@ def handle_command(sim: RelayBoardServer, msg: Any) -> dict[str, Any]:
             else:
                 sim.inject("power_loss")
             return {"ok": True}
+        if cmd == "spray":
+            sim.spray(int(msg.get("bytes", 32)))
+            return {"ok": True}
         if cmd == "state":
             return {"ok": True, "state": sim.snapshot()}
     except (TypeError, ValueError) as exc:
         return {"ok": False, "error": str(exc)}
     return {"ok": False, "error": f"unknown cmd {cmd!r}; use add_vehicle, inject, clear, "
-                                  "power or state"}
+                                  "power, spray or state"}
 
 
 class ControlServer:

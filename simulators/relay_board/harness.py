@@ -31,7 +31,7 @@ class ModelBoard:
         self.errors = 0
 
     def _check_line(self) -> None:
-        if not self.model.responding or any(self.model.faults.get(f) for f in COMM_FAULTS):
+        if not self.model.responding or any(self.model.faults.get(f) is True for f in COMM_FAULTS):
             self.errors += 1
             raise BoardError("no valid response from the board (simulated line fault)")
 

@@ -98,6 +98,9 @@ class BoardModel:
         self.passed: list[int] = []
         self.turned_back: list[int] = []
         self.time = 0.0
+        self.open_rises = 0
+        self.max_close_over_occupied_s = 0.0
+        self._close_over_occupied = 0.0
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ registers
@@ -112,6 +115,8 @@ class BoardModel:
         stuck = self.faults.get("relay_stuck")
         if stuck is not None and address == getattr(self.coil_map, stuck, -1):
             return True  # the relay is welded: the write is acknowledged but nothing changes
+        if value and not self.coils[address] and address == self.coil_map.barrier_open:
+            self.open_rises += 1
         self.coils[address] = bool(value)
         return True
 
@@ -215,6 +220,7 @@ class BoardModel:
             self._drive(v, dt, arm_up, limit)
             ahead_rear[v.direction] = v.pos - v.length_m
         self._check_collisions()
+        self._monitor(dt)
         for v in list(self.vehicles):
             rear = v.pos - v.length_m
             if rear > GONE_DISTANCE:
@@ -223,6 +229,17 @@ class BoardModel:
             elif v.turning_back and v.pos < -START_DISTANCE - 5:
                 self.vehicles.remove(v)
                 self.turned_back.append(v.id)
+
+    def _monitor(self, dt: float) -> None:
+        """Safety monitors seen from the board: how long the close coil was on over a vehicle."""
+        states = self.sensor_states()
+        occupied = states["entry_loop"] or states["exit_loop"] or states["photocell"]
+        if self.coil("barrier_close") and occupied:
+            self._close_over_occupied += dt
+            self.max_close_over_occupied_s = max(self.max_close_over_occupied_s,
+                                                 self._close_over_occupied)
+        else:
+            self._close_over_occupied = 0.0
 
     def _move_arm(self, dt: float) -> None:
         if not self.powered or self.faults.get("arm_jam"):
@@ -280,6 +297,8 @@ class BoardModel:
             "vehicles": [v.as_dict() for v in self.vehicles],
             "faults": dict(self.faults),
             "collisions": list(self.collisions),
+            "open_rises": self.open_rises,
+            "max_close_over_occupied_s": round(self.max_close_over_occupied_s, 3),
             "passed": list(self.passed),
             "turned_back": list(self.turned_back),
         }

@@ -151,8 +151,8 @@ class RelayBoardServer:
                 if not self.model.responding:
                     continue
                 response = self._execute(pdu)
-                corrupt = bool(self.model.faults.get("crc_errors"))
-                garbage = bool(self.model.faults.get("garbage"))
+                corrupt = self._strikes("crc_errors")
+                garbage = self._strikes("garbage")
             frame = self._framer.buildFrame(response)
             if corrupt:
                 frame = frame[:-1] + bytes([frame[-1] ^ 0xFF])
@@ -164,6 +164,20 @@ class RelayBoardServer:
             except OSError:
                 return b""
         return buffer
+
+    def _strikes(self, fault: str) -> bool:
+        """Whether a line fault hits this answer: ``True`` always, a float is a probability."""
+        level = self.model.faults.get(fault)
+        if level is None or level is False:
+            return False
+        if level is True:
+            return True
+        return self._rng.random() < float(level)
+
+    def spray(self, n_bytes: int = 32) -> None:
+        """Write unsolicited random bytes to the line (noise, a babbling device on the bus)."""
+        noise = bytes(self._rng.randrange(256) for _ in range(n_bytes))
+        os.write(self._master, noise)
 
     def _execute(self, pdu: ModbusPDU) -> ModbusPDU:
         model = self.model
