@@ -80,6 +80,10 @@ class LaneTiming(_Strict):
         default=30.0, gt=0, le=600,
         description="how long an open token from a decision stays usable",
     )
+    open_wait_s: float = Field(
+        default=30.0, gt=0, le=600,
+        description="an arm opened for a vehicle that never arrives closes after this long",
+    )
     heartbeat_timeout_s: float = Field(
         default=3.0, gt=0, le=60,
         description="gate-edge silent this long: refuse new openings and raise an alarm",

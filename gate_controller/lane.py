@@ -195,6 +195,8 @@ class Lane:
         self._tail_loop_cleared = False
         self._beam_broken = self._beam_cleared = self._tailgated = False
         self._crossed = False
+        self._opened_at = now
+        self._seen_since_open = False
         self._last_heartbeat: float | None = None
         self._link_alive = False
         self._used_tokens: dict[str, float] = {}
@@ -438,7 +440,10 @@ class Lane:
             self._crossed = True
             self._set_state(LaneState.PASSING)
             return
-        if self._settled(now):
+        if inputs.occupied:
+            self._seen_since_open = True
+        waited = now - self._opened_at >= self.timing.open_wait_s
+        if self._settled(now) and (self._seen_since_open or waited):
             self._emit("cleared", event_id=self.presence_id, passage_id=self.passage_id,
                        passed=self._crossed, direction=self.direction)
             self._enter_closing(now)
@@ -465,6 +470,7 @@ class Lane:
         elif inputs.under_arm:
             self._set_arm(now, ArmCommand.UP)
             self._set_state(LaneState.OPEN)
+            self._seen_since_open = True
             self._emit("reopened", event_id=self.presence_id, passage_id=self.passage_id,
                        inputs=_inputs_dict(inputs))
         elif inputs.entry_loop:
@@ -487,6 +493,8 @@ class Lane:
     # ------------------------------------------------------------------ helpers
     def _open(self, now: float, by: str) -> None:
         self.authorized_by = by
+        self._opened_at = now
+        self._seen_since_open = self.inputs.occupied
         self._set_arm(now, ArmCommand.UP)
         self._set_state(LaneState.OPEN)
         self._tail_loop_cleared = False

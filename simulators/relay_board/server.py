@@ -6,8 +6,9 @@ a real board sends. The request loop is ours rather than ``ModbusSerialServer`` 
 simulator must own the pty master (pymodbus' server can only open a named port) and must be
 able to misbehave on the wire: stay silent, corrupt the CRC, spray garbage, lose power.
 
-The simulator also paces its answers at the configured baud rate (10 bits per byte), so
-latency measured through the pty is what the wire would add.
+The simulator also paces requests and answers at the configured baud rate (10 bits per
+byte): a request takes effect only after its wire time, and an answer is written after its
+own, so latency measured through the pty includes what the wire would add.
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ class RelayBoardServer:
                 if used:
                     self.bad_frames += 1  # CRC failed or garbage: the framer skipped it
                 return buffer[used:]
+            # the pty delivers a request at once; a real line needs 10 bits per byte first
+            time.sleep(used * 10 / self.baudrate)
             buffer = buffer[used:]
             if pdu.dev_id != self.slave_id:
                 continue  # a frame for another board on the bus
