@@ -519,15 +519,16 @@ class Lane:
         self.direction = None
         self._note_direction(inputs)
         first = self._loop_order[0] if self._loop_order else None
-        self._set_state(LaneState.VEHICLE_PRESENT)
         self._emit("vehicle_present", event_id=self.presence_id,
                    first_sensor=first or ("photocell" if inputs.photocell else None),
                    inputs=_inputs_dict(inputs))
+        self._set_state(LaneState.VEHICLE_PRESENT)
         if self._link_alive:
             self._set_state(LaneState.DECIDING)
 
     def _finish_passage(self) -> None:
         self.presence_id = None
+        self.direction = None
         self.passage_id = None
         self.authorized_by = None
         self.held = self.referred = self.resumed = False
