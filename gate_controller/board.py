@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pymodbus.client import ModbusSerialClient
 from pymodbus.exceptions import ModbusException
@@ -34,6 +34,25 @@ def bus_lock(port: str) -> threading.Lock:
     """The one lock of the serial bus at ``port``, shared by every board on that bus."""
     with _BUS_LOCKS_GUARD:
         return _BUS_LOCKS.setdefault(port, threading.Lock())
+
+
+class _RepeatFilter(logging.Filter):
+    """Demote pymodbus' own per-request errors to DEBUG while a board is known to be failing.
+
+    Our driver logs the first failure at ERROR and repeats at DEBUG (one line a second per dead
+    board is noise an operator learns to ignore); pymodbus logs every lost request at ERROR.
+    """
+
+    failing: ClassVar[set[str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.failing and record.levelno >= logging.ERROR:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger("pymodbus.logging").isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("pymodbus.logging").addFilter(_RepeatFilter())
 
 
 class BoardError(Exception):
@@ -219,6 +238,7 @@ class ModbusRelayBoard:
             logger.warning("board %s: serial line recovered after %d error(s)",
                            self.config.name, self.errors)
             self._failing = False
+            _RepeatFilter.failing.discard(self.config.name)
         return list(getattr(response, "bits", []) or [])
 
     def _failed(self, exc: Exception) -> None:
@@ -226,6 +246,7 @@ class ModbusRelayBoard:
         if not self._failing:
             logger.error("board %s: %s", self.config.name, exc)
             self._failing = True
+            _RepeatFilter.failing.add(self.config.name)
         else:
             logger.debug("board %s: %s", self.config.name, exc)
         self._dump_frames(str(exc))

@@ -12,14 +12,13 @@ import logging
 import signal
 import socket
 import sys
-import time
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
+from gate_controller.client import ControllerClient
 from gate_controller.config import RelayBoardConfig
 from gate_controller.yamlconfig import ConfigError, ConfigIssue, issues_from_validation, read_yaml
 
@@ -103,21 +102,8 @@ def _sd_notifier() -> Any:
 
 def request(sock_path: Path, msg: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
     """Send one message and return its reply (events arriving meanwhile are skipped)."""
-    msg.setdefault("id", uuid.uuid4().hex[:16])
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(sock_path))
-        s.sendall(json.dumps(msg).encode() + b"\n")
-        f = s.makefile("rb")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = f.readline()
-            if not line:
-                break
-            data: dict[str, Any] = json.loads(line)
-            if data.get("type") == "reply" and data.get("id") == msg["id"]:
-                return data
-    raise TimeoutError(f"no reply from {sock_path}")
+    with ControllerClient(sock_path, timeout=timeout) as client:
+        return client.request(msg)
 
 
 @app.command()

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 #: tokens stamped further ahead than this (seconds, wall clock) are refused as forged/skewed
 TOKEN_MAX_FUTURE_S = 5.0
+#: how many used tokens are remembered (oldest forgotten first)
+USED_TOKENS_KEPT = 100_000
 
 
 class LaneState(StrEnum):
@@ -189,6 +191,7 @@ class Lane:
         self._events: list[LaneEvent] = []
         self._arm_since = now
         self._arm_reached = False
+        self._hold_from_down = False
         self._clear_since: float | None = None
         self._occupied_since: dict[str, float | None] = {"entry_loop": None, "exit_loop": None}
         self._loop_order: list[str] = []
@@ -601,7 +604,10 @@ class Lane:
     def _reset_tracking(self, now: float, inputs: Inputs) -> None:
         self._clear_since = None if inputs.occupied else now
         for loop in ("entry_loop", "exit_loop"):
-            self._occupied_since[loop] = now if getattr(inputs, loop) else None
+            # a loop that stays occupied across a reset keeps its clock (stuck-loop detection)
+            since = self._occupied_since[loop]
+            self._occupied_since[loop] = (since if since is not None else now) \
+                if getattr(inputs, loop) else None
         self._loop_order = []
         self._tail_loop_cleared = False
         self._beam_broken = self._beam_cleared = self._tailgated = False
@@ -626,6 +632,11 @@ class Lane:
                 self._enter_fault(now, FaultCode.ARM_TRAVEL_TIMEOUT,
                                   f"arm not up {elapsed:.1f} s after the open command")
                 return True
+        elif self.arm is ArmCommand.HOLD and self._hold_from_down and not inputs.arm_down:
+            # nobody told the motor anything: an arm lifted by hand (or a broken switch)
+            self._enter_fault(now, FaultCode.LIMIT_CONTRADICTION,
+                              "arm left the down position without a command")
+            return True
         elif self.arm is ArmCommand.DOWN:
             if self._arm_reached and not inputs.arm_down:
                 self._enter_fault(now, FaultCode.LIMIT_CONTRADICTION,
@@ -670,10 +681,13 @@ class Lane:
         issued = decision.issued_at
         if issued is None:
             raise Rejected("bad_token", "an open decision needs issued_at (unix seconds)")
-        self._used_tokens = {t: exp for t, exp in self._used_tokens.items() if exp > wall}
+        # Remembered by value, not until some expiry: a used token re-sent later with a new
+        # issued_at must still be refused. Bounded: at 2,500 trucks a day this is weeks.
         if token in self._used_tokens:
             raise Rejected("token_reused", "this token was already presented once")
-        self._used_tokens[token] = max(wall, issued) + self.timing.token_ttl_s + TOKEN_MAX_FUTURE_S
+        self._used_tokens[token] = wall
+        while len(self._used_tokens) > USED_TOKENS_KEPT:
+            self._used_tokens.pop(next(iter(self._used_tokens)))
         if issued > wall + TOKEN_MAX_FUTURE_S:
             raise Rejected("token_from_future", f"issued_at is {issued - wall:.1f} s ahead")
         if wall - issued > self.timing.token_ttl_s:
@@ -713,6 +727,7 @@ class Lane:
             return
         self.arm = arm
         self._arm_since = now
+        self._hold_from_down = arm is ArmCommand.HOLD and self.inputs.arm_down
         self._arm_reached = (arm is ArmCommand.UP and self.inputs.arm_up) or (
             arm is ArmCommand.DOWN and self.inputs.arm_down
         )

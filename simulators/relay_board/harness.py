@@ -133,7 +133,7 @@ class LaneHarness:
     def decide(self, action: str, *, event_id: str | None = None, token: str | None = None,
                issued_at: float | None = None, passage_id: str = "P1") -> dict[str, Any]:
         """Send a decision (defaults: for the current presence, issued now)."""
-        msg = DecisionMsg(type="decision", action=action,  # type: ignore[arg-type]
+        msg = DecisionMsg(type="decision", action=action,
                           event_id=event_id or self.lane.presence_id or "E-none",
                           passage_id=passage_id, token=token,
                           issued_at=self.wall if issued_at is None else issued_at)
@@ -152,7 +152,7 @@ class LaneHarness:
 
     def officer(self, command: str, officer: str = "off1") -> dict[str, Any]:
         """An officer command."""
-        msg = OfficerMsg(type="officer", command=command,  # type: ignore[arg-type]
+        msg = OfficerMsg(type="officer", command=command,
                          officer=officer, reason="test")
         def accepted(result: dict[str, Any]) -> None:
             if command == "open":
@@ -163,8 +163,10 @@ class LaneHarness:
 
     def inject(self, fault: str, target: Any = True) -> None:
         """Inject a board fault."""
+        changed = self.model.faults.get(fault, None) != target
         self.model.inject(fault, target)
-        self._fault_since.setdefault(fault, self.now)
+        if changed or fault not in self._fault_since:
+            self._fault_since[fault] = self.now  # a new fault, or the same on another target
 
     def clear_faults(self) -> None:
         """Clear every board fault (power comes back)."""

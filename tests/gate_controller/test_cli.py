@@ -76,3 +76,10 @@ def test_status_and_officer_commands(controller: InProcessController,
 def test_status_without_controller(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--socket", str(tmp_path / "none.sock")])
     assert result.exit_code == 1 and "cannot reach gate-controller" in result.output
+
+
+def test_example_config_boards_load() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_board(repo / "config" / "gate-edge.example.yaml", "board1")
+    assert cfg.lane == "in-1" and cfg.timing.clear_settle_s == 1.5
+    assert load_board(repo / "config" / "gate-edge.example.yaml", "board2").slave_id == 2
