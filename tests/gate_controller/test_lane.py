@@ -357,3 +357,20 @@ def test_fault_never_lowers_the_arm() -> None:
     assert lane.state is LaneState.FAULT and not lane.outputs().barrier_close
     with pytest.raises(Rejected):
         lane.officer(1.3, OfficerCommand("open", "o1", "test"))
+
+
+def test_used_token_resent_much_later_with_new_issue_time_is_refused(h: LaneHarness) -> None:
+    """Found by the soak: a used token was forgotten once its expiry passed."""
+    eid = arrive(h)
+    token = tok()
+    assert h.decide("open", token=token, issued_at=h.wall - 3600)["error"] == "token_expired"
+    h.run(h.timing.token_ttl_s * 3)
+    assert h.decide("open", token=token, event_id=eid)["error"] == "token_reused"
+    assert h.model.arm == 0.0
+
+
+def test_arm_lifted_by_hand_while_a_vehicle_waits_is_a_fault(h: LaneHarness) -> None:
+    arrive(h)
+    h.model.arm = 0.5  # nobody commanded it: lifted by hand
+    h.run(0.2)
+    assert h.lane.fault is not None and h.lane.fault.value == "LIMIT_CONTRADICTION"
