@@ -19,137 +19,34 @@ Safety rules enforced here and nowhere else:
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from ulid import ULID
 
 from gate_controller.config import LaneTiming
+from gate_controller.signals import (
+    BUZZING,
+    Alarm,
+    ArmCommand,
+    Decision,
+    FaultCode,
+    Inputs,
+    LaneEvent,
+    LaneState,
+    OfficerCommand,
+    Outputs,
+    Rejected,
+)
+from gate_controller.tokens import TOKEN_MAX_FUTURE_S, TokenBook
+
+__all__ = [
+    "TOKEN_MAX_FUTURE_S", "Alarm", "ArmCommand", "Decision", "FaultCode", "Inputs", "Lane",
+    "LaneEvent", "LaneState", "OfficerCommand", "Outputs", "Rejected",
+]
 
 logger = logging.getLogger(__name__)
 
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
-#: tokens stamped further ahead than this (seconds, wall clock) are refused as forged/skewed
-TOKEN_MAX_FUTURE_S = 5.0
-#: how many used tokens are remembered (oldest forgotten first)
-USED_TOKENS_KEPT = 100_000
-
-
-class LaneState(StrEnum):
-    """States of one lane (DESIGN-NOTES §5)."""
-
-    IDLE = "idle"
-    VEHICLE_PRESENT = "vehicle_present"
-    DECIDING = "deciding"
-    OPEN = "open"
-    PASSING = "passing"
-    CLOSING = "closing"
-    FAULT = "fault"
-    MANUAL = "manual"
-
-
-class ArmCommand(StrEnum):
-    """What the barrier motor is told: drive up, drive down, or neither (arm stays put)."""
-
-    UP = "up"
-    DOWN = "down"
-    HOLD = "hold"
-
-
-class FaultCode(StrEnum):
-    """Why a lane went to ``fault``."""
-
-    SERIAL_LOST = "SERIAL_LOST"
-    READBACK_MISMATCH = "READBACK_MISMATCH"
-    LIMIT_CONTRADICTION = "LIMIT_CONTRADICTION"
-    ARM_TRAVEL_TIMEOUT = "ARM_TRAVEL_TIMEOUT"
-    LOOP_STUCK = "LOOP_STUCK"
-
-
-class Alarm(StrEnum):
-    """Conditions an operator must see; the buzzing ones sound the lane's horn."""
-
-    FAULT = "FAULT"
-    HOLD = "HOLD"
-    TAILGATING = "TAILGATING"
-    HEARTBEAT_LOST = "HEARTBEAT_LOST"
-
-
-BUZZING = frozenset({Alarm.FAULT, Alarm.HOLD, Alarm.TAILGATING})
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """One snapshot of the board's discrete inputs."""
-
-    entry_loop: bool = False
-    exit_loop: bool = False
-    photocell: bool = False
-    arm_up: bool = False
-    arm_down: bool = True
-
-    @property
-    def occupied(self) -> bool:
-        """Anything on either loop or across the beam."""
-        return self.entry_loop or self.exit_loop or self.photocell
-
-    @property
-    def under_arm(self) -> bool:
-        """Something where a descending arm could hit it."""
-        return self.exit_loop or self.photocell
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """The coil states the lane wants on the board."""
-
-    barrier_open: bool = False
-    barrier_close: bool = False
-    green_light: bool = False
-    red_light: bool = True
-    buzzer: bool = False
-
-
-@dataclass(frozen=True)
-class Decision:
-    """gate-edge's verdict for one presence event (IPC ``decision``)."""
-
-    action: str  # open | refer | hold
-    event_id: str
-    passage_id: str
-    token: str | None = None
-    issued_at: float | None = None
-    reasons: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class OfficerCommand:
-    """An officer's action relayed by gate-edge or typed on the bench CLI (IPC ``officer``)."""
-
-    command: str  # open | close | manual | auto | reset | silence
-    officer: str
-    reason: str
-    passage_id: str | None = None
-
-
-class Rejected(Exception):
-    """A command the lane refuses; ``code`` is machine-readable, the message says why."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass
-class LaneEvent:
-    """Something gate-edge must hear about; the controller stamps seq, ts, lane and board."""
-
-    event: str
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 def _new_id() -> str:
@@ -202,7 +99,7 @@ class Lane:
         self._seen_since_open = False
         self._last_heartbeat: float | None = None
         self._link_alive = False
-        self._used_tokens: dict[str, float] = {}
+        self.tokens = TokenBook(timing.token_ttl_s, started_wall)
         self._fault_at = now
         self._last_read_at: float | None = None
 
@@ -264,7 +161,7 @@ class Lane:
             self.presence_id = self.presence_id or self._new_id()
             self._set_arm(now, ArmCommand.UP if coils.barrier_open else ArmCommand.HOLD)
             self._set_state(LaneState.PASSING)
-        self._emit("resumed", arm=self.arm.value, inputs=_inputs_dict(inputs))
+        self._emit("resumed", arm=self.arm.value, inputs=inputs.as_dict())
 
     def release_arm(self, now: float, why: str) -> None:
         """Stop driving the arm (both motor coils off).
@@ -400,7 +297,7 @@ class Lane:
         return {
             "state": self.state.value,
             "arm": self.arm.value,
-            "barrier": _barrier_position(self.inputs),
+            "barrier": self.inputs.position,
             "fault": self.fault.value if self.fault else None,
             "fault_detail": self.fault_detail or None,
             "alarms": sorted(a.value for a in self.alarms),
@@ -408,8 +305,8 @@ class Lane:
             "passage_id": self.passage_id,
             "direction": self.direction,
             "link_alive": self._link_alive,
-            "inputs": _inputs_dict(self.inputs),
-            "outputs": _outputs_dict(self.outputs()),
+            "inputs": self.inputs.as_dict(),
+            "outputs": self.outputs().as_dict(),
         }
 
     # ------------------------------------------------------------------ per state
@@ -475,7 +372,7 @@ class Lane:
             self._set_state(LaneState.OPEN)
             self._seen_since_open = True
             self._emit("reopened", event_id=self.presence_id, passage_id=self.passage_id,
-                       inputs=_inputs_dict(inputs))
+                       inputs=inputs.as_dict())
         elif inputs.entry_loop:
             # a new vehicle rolled up while the arm came down: stop the arm, let gate-edge decide
             self._set_arm(now, ArmCommand.HOLD)
@@ -489,7 +386,7 @@ class Lane:
             if inputs.under_arm and not inputs.arm_down:
                 self._set_arm(now, ArmCommand.UP)
                 self._emit("reopened", event_id=self.presence_id, passage_id=self.passage_id,
-                           inputs=_inputs_dict(inputs))
+                           inputs=inputs.as_dict())
             else:
                 self._set_arm(now, ArmCommand.HOLD)
 
@@ -524,7 +421,7 @@ class Lane:
         first = self._loop_order[0] if self._loop_order else None
         self._emit("vehicle_present", event_id=self.presence_id,
                    first_sensor=first or ("photocell" if inputs.photocell else None),
-                   inputs=_inputs_dict(inputs))
+                   inputs=inputs.as_dict())
         self._set_state(LaneState.VEHICLE_PRESENT)
         if self._link_alive:
             self._set_state(LaneState.DECIDING)
@@ -598,8 +495,8 @@ class Lane:
             self.arm is ArmCommand.DOWN and inputs.arm_down
         ):
             self._arm_reached = True
-        if _barrier_position(inputs) != _barrier_position(previous):
-            self._emit("barrier", position=_barrier_position(inputs), arm=self.arm.value)
+        if inputs.position != previous.position:
+            self._emit("barrier", position=inputs.position, arm=self.arm.value)
 
     def _reset_tracking(self, now: float, inputs: Inputs) -> None:
         self._clear_since = None if inputs.occupied else now
@@ -675,28 +572,7 @@ class Lane:
         self.resume(now, self.inputs, self.outputs())
 
     def _consume_token(self, wall: float, decision: Decision) -> str:
-        token = decision.token
-        if token is None or not TOKEN_RE.match(token):
-            raise Rejected("bad_token", "an open decision needs a token of 16-128 [A-Za-z0-9_-]")
-        issued = decision.issued_at
-        if issued is None:
-            raise Rejected("bad_token", "an open decision needs issued_at (unix seconds)")
-        # Remembered by value, not until some expiry: a used token re-sent later with a new
-        # issued_at must still be refused. Bounded: at 2,500 trucks a day this is weeks.
-        if token in self._used_tokens:
-            raise Rejected("token_reused", "this token was already presented once")
-        self._used_tokens[token] = wall
-        while len(self._used_tokens) > USED_TOKENS_KEPT:
-            self._used_tokens.pop(next(iter(self._used_tokens)))
-        if issued > wall + TOKEN_MAX_FUTURE_S:
-            raise Rejected("token_from_future", f"issued_at is {issued - wall:.1f} s ahead")
-        if wall - issued > self.timing.token_ttl_s:
-            raise Rejected("token_expired",
-                           f"token is {wall - issued:.1f} s old (ttl {self.timing.token_ttl_s} s)")
-        if issued < self.started_wall - TOKEN_MAX_FUTURE_S:
-            # the used-token memory died with the previous process: refuse anything older
-            raise Rejected("token_before_start", "token issued before this controller started")
-        return token
+        return self.tokens.consume(wall, decision.token, decision.issued_at)
 
     def _update_link(self, now: float) -> None:
         alive = (
@@ -746,28 +622,3 @@ class Lane:
 
     def _emit(self, event: str, **data: Any) -> None:
         self._events.append(LaneEvent(event, data))
-
-
-def _barrier_position(inputs: Inputs) -> str:
-    if inputs.arm_up and inputs.arm_down:
-        return "contradictory"
-    if inputs.arm_up:
-        return "up"
-    if inputs.arm_down:
-        return "down"
-    return "between"
-
-
-def _inputs_dict(inputs: Inputs) -> dict[str, bool]:
-    return {
-        "entry_loop": inputs.entry_loop, "exit_loop": inputs.exit_loop,
-        "photocell": inputs.photocell, "arm_up": inputs.arm_up, "arm_down": inputs.arm_down,
-    }
-
-
-def _outputs_dict(outputs: Outputs) -> dict[str, bool]:
-    return {
-        "barrier_open": outputs.barrier_open, "barrier_close": outputs.barrier_close,
-        "green_light": outputs.green_light, "red_light": outputs.red_light,
-        "buzzer": outputs.buzzer,
-    }
