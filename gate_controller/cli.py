@@ -60,7 +60,11 @@ def _socket_for(config: Path | None, board: str | None, sock: Path | None) -> Pa
         return sock
     if config is None or board is None:
         raise typer.BadParameter("give --socket, or --config and --board")
-    return Path(load_board(config, board).socket_path())
+    try:
+        return Path(load_board(config, board).socket_path())
+    except ConfigError as exc:
+        typer.echo(exc.render(), err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -182,11 +186,17 @@ def watch(config: MaybeConfig = None, board: MaybeBoard = None,
           socket_path: SocketOpt = None) -> None:
     """Print lane events as they happen (one JSON line each) until Ctrl-C."""
     path = _socket_for(config, board, socket_path)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(str(path))
-        for line in s.makefile("rb"):
-            sys.stdout.write(line.decode())
-            sys.stdout.flush()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(path))
+            for line in s.makefile("rb"):
+                sys.stdout.write(line.decode())
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        typer.echo(f"cannot reach gate-controller at {path}: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

@@ -159,7 +159,9 @@ class Lane:
         else:
             self.resumed = True
             self.presence_id = self.presence_id or self._new_id()
-            self._set_arm(now, ArmCommand.UP if coils.barrier_open else ArmCommand.HOLD)
+            # a fresh command for the travel clock: a reset gives a jammed arm a new chance
+            self._set_arm(now, ArmCommand.UP if coils.barrier_open else ArmCommand.HOLD,
+                          restart=True)
             self._set_state(LaneState.PASSING)
         self._emit("resumed", arm=self.arm.value, inputs=inputs.as_dict())
 
@@ -598,8 +600,8 @@ class Lane:
         self._emit("state", state=state.value, previous=previous.value,
                    event_id=self.presence_id, passage_id=self.passage_id)
 
-    def _set_arm(self, now: float, arm: ArmCommand) -> None:
-        if arm is self.arm:
+    def _set_arm(self, now: float, arm: ArmCommand, *, restart: bool = False) -> None:
+        if arm is self.arm and not restart:
             return
         self.arm = arm
         self._arm_since = now
