@@ -31,14 +31,14 @@ def relay_board(
     Drive vehicles and faults through --control (see docs/protocols.md).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
     model = BoardModel(travel_time_s=travel_time)
     server = RelayBoardServer(model, slave_id=slave_id, baudrate=baud, link=link).start()
     ctl = ControlServer(server, control).start() if control is not None else None
     print(json.dumps({"pty": server.pty_path, "port": server.port,
                       "control": str(control) if control else None}), flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
     done.wait()
     if ctl is not None:
         ctl.stop()

@@ -35,7 +35,7 @@ def sim(tmp_path: Path) -> Iterator[RelayBoardServer]:
 
 def board_config(sim: RelayBoardServer, tmp_path: Path, **timing: Any) -> RelayBoardConfig:
     return RelayBoardConfig(
-        name="board1", lane="L1", port=sim.port, baudrate=115200, timeout_s=0.1, retries=1,
+        name="board1", lane="L1", port=sim.port, baudrate=115200, timeout_s=0.3, retries=2,
         inter_frame_gap_ms=1.0, ipc_socket=str(tmp_path / "ctl-{name}.sock"),
         timing=LaneTiming(**{**FAST_TIMING, **timing}),
     )
