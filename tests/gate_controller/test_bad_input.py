@@ -129,3 +129,36 @@ def test_crc_errors_fault_the_lane(sim: RelayBoardServer, client: ControllerClie
     assert fault["code"] == "SERIAL_LOST" and "No response" in fault["detail"]
     status = json.dumps(client.status())
     assert '"state": "fault"' in status
+
+
+def test_adapter_unplugged_and_replugged(tmp_path: Path) -> None:
+    """The pty disappears (USB adapter pulled), then a board shows up again at the same name."""
+    from simulators.relay_board import BoardModel
+
+    link = tmp_path / "relay1"
+    first = RelayBoardServer(BoardModel(travel_time_s=0.4), link=link).start()
+    cfg = board_config(first, tmp_path)
+    ctl = InProcessController(cfg).start()
+    second = None
+    try:
+        with ControllerClient(ctl.socket) as client:
+            assert client.status()["state"] == "idle"
+            first.stop()  # unplugged: the pty and the udev-like name are gone
+            fault = client.next_event(lambda e: e["event"] == "fault", timeout=10)
+            assert fault["code"] == "SERIAL_LOST"
+            second = RelayBoardServer(BoardModel(travel_time_s=0.4), link=link).start()
+            deadline = time.monotonic() + 10
+            answer: dict[str, object] = {}
+            while time.monotonic() < deadline:
+                answer = client.request({"type": "officer", "command": "reset",
+                                         "officer": "o1", "reason": "adapter replaced"})
+                if answer["ok"]:
+                    break
+                time.sleep(0.3)
+            assert answer["ok"], answer
+            assert client.status()["state"] == "idle"
+            assert second.wait_for(lambda s: s["coils"]["barrier_close"], 5)
+    finally:
+        ctl.stop()
+        if second is not None:
+            second.stop()
