@@ -213,6 +213,7 @@ class ModbusRelayBoard:
             wait = self._last_frame_end + self._gap - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
+            started = time.monotonic()
             try:
                 if not self._client.connected and not self._client.connect():
                     raise BoardError(f"cannot open serial port {self.config.port}")
@@ -225,7 +226,10 @@ class ModbusRelayBoard:
             except (ModbusException, OSError, ValueError) as exc:
                 # ValueError: pymodbus' decoder on a frame that passed CRC but is malformed
                 self._client.close()
-                err = BoardError(f"{method}@{address} on {self.config.port}: {exc}")
+                heard = any(d == "rx" and t >= started for t, d, _b in self.frames)
+                why = "answers came back but were invalid (bad CRC or garbage)" if heard \
+                    else "the board did not answer"
+                err = BoardError(f"{method}@{address} on {self.config.port}: {why}: {exc}")
                 self._failed(err)
                 raise err from exc
             finally:
