@@ -83,3 +83,17 @@ def test_example_config_boards_load() -> None:
     cfg = load_board(repo / "config" / "gate-edge.example.yaml", "board1")
     assert cfg.lane == "in-1" and cfg.timing.clear_settle_s == 1.5
     assert load_board(repo / "config" / "gate-edge.example.yaml", "board2").slave_id == 2
+
+
+def test_mode_manual_and_back(controller: InProcessController) -> None:
+    sock = str(controller.socket)
+    result = runner.invoke(app, ["mode", "manual", "--socket", sock, "--officer", "o7",
+                                 "--reason", "barrier maintenance"])
+    assert result.exit_code == 0, result.output
+    assert '"state": "manual"' in result.output
+    result = runner.invoke(app, ["mode", "auto", "--socket", sock, "--officer", "o7",
+                                 "--reason", "done"])
+    assert result.exit_code == 0 and '"state": "idle"' in result.output
+    result = runner.invoke(app, ["mode", "sideways", "--socket", sock, "--officer", "o7",
+                                 "--reason", "x"])
+    assert result.exit_code != 0
