@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gate-edge set-up and entry point for people and CI.
 #
-#   ./run.sh demo     set everything up, then run the whole gate on simulated hardware
+#   ./run.sh demo     set everything up, then run the demo checkpoint (gate-edge demo)
 #   ./run.sh test     set everything up, then run ruff, mypy and the full test suite
 #   ./run.sh setup    only set up (system packages, .venv, Python packages)
 #

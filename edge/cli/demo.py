@@ -21,7 +21,7 @@ from rich.table import Table
 
 from edge.cli.common import fail
 from edge.cli.match_cmd import decide_for, reads_from_json
-from edge.config import ConfigError, load_config
+from edge.config import ConfigError, GateEdgeConfig, load_config
 from edge.domain.model import HotlistEntry, Passage
 from edge.store import audit
 from edge.store.cache import ManifestCache
@@ -70,7 +70,7 @@ def demo(
         raise typer.Exit(1)
 
 
-def _run(console: Console, cfg, cache: ManifestCache, records: Records,  # type: ignore[no-untyped-def]
+def _run(console: Console, cfg: GateEdgeConfig, cache: ManifestCache, records: Records,
          data: Path) -> int:
     summary = import_file(cache, data / "manifests.jsonl")
     now = datetime.now(UTC)

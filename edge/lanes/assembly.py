@@ -25,6 +25,7 @@ from edge.domain.model import (
     SealRead,
     new_passage_id,
 )
+from edge.domain.plates import fold_confusables
 
 Read = PlateRead | ContainerRead | SealRead
 
@@ -119,9 +120,11 @@ class LaneAssembler:
         if self.current is not None and self.current.decided_at is None:
             self.current.add(read, at)
             return self.current
-        if self.current is not None and isinstance(read, SealRead):
-            # A seal read after the decision still belongs to the truck at the barrier; it is
-            # recorded (the officer sees it) but cannot reopen the decision.
+        if self.current is not None and (isinstance(read, SealRead)
+                                         or _same_vehicle(read, self.current)):
+            # After the decision the truck is still at the barrier: re-reads of its plates and
+            # containers and its seals are recorded with it (the officer sees them) but cannot
+            # reopen the decision, and must never be carried over to the next truck.
             self.current.add(read, at)
             return self.current
         self._recent.append((at, read))
@@ -157,8 +160,20 @@ class LaneAssembler:
         session, self.current = self.current, None
         if session is not None:
             session.cleared_at = at
+            # Anything still buffered that belongs to the truck that left is not the next one's.
+            self._recent = deque((t, r) for t, r in self._recent if not _same_vehicle(r, session))
         return session
 
     def _forget_before(self, cutoff: datetime) -> None:
         while self._recent and self._recent[0][0] < cutoff:
             self._recent.popleft()
+
+
+def _same_vehicle(read: Read, session: PassageSession) -> bool:
+    """Is this plate or container read one of the session's own (exactly or folded)?"""
+    if isinstance(read, PlateRead):
+        keys = {fold_confusables(p.text) for p in (*session.tractor, *session.trailer)}
+        return fold_confusables(read.text) in keys
+    if isinstance(read, ContainerRead):
+        return any(c.text == read.text for c in session.containers)
+    return False

@@ -122,9 +122,20 @@ def _m002_hotlist_meta(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _m003_hotlist_folded(db: sqlite_utils.Database) -> None:
+    # Plates on the hotlist are also found through their confusable-folded form, so that an
+    # OCR slip (29C8B888 for 29C88888) cannot carry a wanted truck past the gate.
+    db.execute("ALTER TABLE hotlist ADD COLUMN folded TEXT")
+    for value, in db.execute("SELECT value FROM hotlist WHERE kind = 'plate'").fetchall():
+        db.execute("UPDATE hotlist SET folded = ? WHERE kind = 'plate' AND value = ?",
+                   [fold_confusables(value), value])
+    db.execute("CREATE INDEX idx_hotlist_folded ON hotlist(folded) WHERE folded IS NOT NULL")
+
+
 CACHE_MIGRATIONS = (
     Migration("0001_manifests_and_keys", _m001_manifests),
     Migration("0002_hotlist_and_cache_meta", _m002_hotlist_meta),
+    Migration("0003_hotlist_folded_plates", _m003_hotlist_folded),
 )
 
 
@@ -351,14 +362,16 @@ class ManifestCache:
     def upsert_hotlist(self, entries: Iterable[HotlistEntry], now: datetime) -> int:
         """Add or update hotlist entries (``ON CONFLICT DO UPDATE``, never a delete+insert)."""
         rows = [(e.kind.value, e.value, e.reason, e.action,
-                 iso(e.expires_at) if e.expires_at else None, iso(now)) for e in entries]
+                 iso(e.expires_at) if e.expires_at else None, iso(now),
+                 fold_confusables(e.value) if e.kind is HotlistKind.PLATE else None)
+                for e in entries]
         with self.db.atomic():
             self.db.conn.executemany(
-                """INSERT INTO hotlist (kind, value, reason, action, expires_at, updated_at)
-                   VALUES (?,?,?,?,?,?)
+                """INSERT INTO hotlist (kind, value, reason, action, expires_at, updated_at, folded)
+                   VALUES (?,?,?,?,?,?,?)
                    ON CONFLICT(kind, value) DO UPDATE SET reason=excluded.reason,
                        action=excluded.action, expires_at=excluded.expires_at,
-                       updated_at=excluded.updated_at""",
+                       updated_at=excluded.updated_at, folded=excluded.folded""",
                 rows,
             )
         return len(rows)
@@ -437,13 +450,18 @@ class ManifestCache:
         return out
 
     def by_declaration(self, declaration_no: str) -> Manifest | None:
-        """The manifest with this declaration number (or transit MRN)."""
-        row = self.db.execute(
-            "SELECT id FROM manifests WHERE declaration_no = ? OR transit_mrn = ?",
-            [declaration_no, declaration_no],
-        ).fetchone()
-        found = self._load([row[0]]) if row else []
-        return found[0] if found else None
+        """The manifest with this declaration number, or the only one with this transit MRN."""
+        found = self.by_reference(declaration_no)
+        return found[0] if len(found) == 1 else None
+
+    def by_reference(self, reference: str) -> list[Manifest]:
+        """Manifests with this declaration number or transit MRN (an MRN may be shared)."""
+        rows = self.db.execute(
+            "SELECT id FROM manifests WHERE declaration_no = ? UNION "
+            "SELECT id FROM manifests WHERE transit_mrn = ?",
+            [reference, reference],
+        ).fetchall()
+        return self._load(r[0] for r in rows)
 
     def by_plate(self, plate: str, role: str | None = None) -> list[Manifest]:
         """Manifests whose tractor (or trailer) plate is exactly ``plate`` (normalized)."""
@@ -490,6 +508,21 @@ class ManifestCache:
             f"SELECT kind, value, reason, action, expires_at FROM hotlist "
             f"WHERE kind = ? AND value IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)",
             [kind.value, *norm, iso(now)],
+        ).fetchall()
+        return [HotlistEntry.model_construct(kind=HotlistKind(k), value=v, reason=r, action=a,
+                                             expires_at=from_iso(e) if e else None)
+                for k, v, r, a, e in rows]
+
+    def hotlist_plate_folded_hits(self, folded: Iterable[str], now: datetime) -> list[HotlistEntry]:
+        """Live plate entries whose folded form is one of ``folded``."""
+        keys = list({f for f in folded if f})
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        rows = self.db.execute(
+            f"SELECT kind, value, reason, action, expires_at FROM hotlist WHERE kind = 'plate' "
+            f"AND folded IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)",
+            [*keys, iso(now)],
         ).fetchall()
         return [HotlistEntry.model_construct(kind=HotlistKind(k), value=v, reason=r, action=a,
                                              expires_at=from_iso(e) if e else None)

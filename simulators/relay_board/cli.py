@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import threading
 from pathlib import Path
@@ -30,7 +29,6 @@ def relay_board(
     Connect gate-controller to the printed pty (or --link) exactly as to a USB-RS485 adapter.
     Drive vehicles and faults through --control (see docs/protocols.md).
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

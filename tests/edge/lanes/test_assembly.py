@@ -93,3 +93,18 @@ def test_loop_retrigger_before_decision_keeps_one_passage_and_tailgating_is_flag
 def test_read_for_another_lane_is_refused() -> None:
     with pytest.raises(ValueError, match="lane 'in-2'"):
         LaneAssembler("in-1", T).add(PlateRead(lane="in-2", text="51C12345", confidence=0.9), s(0))
+
+
+def test_rereads_of_the_decided_truck_never_reach_the_next_one() -> None:
+    a = LaneAssembler("in-1", T)
+    first = a.vehicle_present(s(0))
+    a.add(plate("51C12345"), s(0.1))
+    a.add(ContainerRead.model_validate({"lane": "in-1", "text": "MSKU1234565"}), s(0.2))
+    a.decided(first, s(1))
+    a.add(plate("51C12345"), s(2))   # camera re-reads the truck under the barrier
+    a.add(plate("51C1Z345"), s(2.5))  # ...and misreads it once
+    a.add(ContainerRead.model_validate({"lane": "in-1", "text": "MSKU1234565"}), s(2.6))
+    assert len(first.tractor) == 3
+    a.cleared(s(4))
+    second = a.vehicle_present(s(5))
+    assert second.tractor == [] and second.containers == []
