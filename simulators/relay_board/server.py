@@ -63,6 +63,8 @@ class RelayBoardServer:
         self.lock = threading.RLock()
         self.requests = 0
         self.bad_frames = 0
+        self.garbled = 0  # answers sent with a corrupted CRC or noise in front
+        self.sprayed = 0  # unsolicited noise bytes written
         self._rng = random.Random(seed)
         self._framer = FramerRTU(DecodePDU(is_server=True))
         self._master, self._slave = os.openpty()
@@ -161,6 +163,7 @@ class RelayBoardServer:
                 frame = frame[:-1] + bytes([frame[-1] ^ 0xFF])
             if garbage:
                 frame = bytes(self._rng.randrange(256) for _ in range(7)) + frame
+            self.garbled += corrupt or garbage
             time.sleep(len(frame) * 10 / self.baudrate)
             try:
                 os.write(self._master, frame)
@@ -180,7 +183,7 @@ class RelayBoardServer:
     def spray(self, n_bytes: int = 32) -> None:
         """Write unsolicited random bytes to the line (noise, a babbling device on the bus)."""
         noise = bytes(self._rng.randrange(256) for _ in range(n_bytes))
-        os.write(self._master, noise)
+        self.sprayed += os.write(self._master, noise)
 
     def _execute(self, pdu: ModbusPDU) -> ModbusPDU:
         model = self.model
@@ -228,7 +231,8 @@ class RelayBoardServer:
         with self.lock:
             snap = self.model.snapshot()
         snap.update({"pty": self.pty_path, "port": self.port, "requests": self.requests,
-                     "bad_frames": self.bad_frames})
+                     "bad_frames": self.bad_frames, "garbled": self.garbled,
+                     "sprayed": self.sprayed})
         return snap
 
     def wait_for(self, predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> bool:
