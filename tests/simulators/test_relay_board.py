@@ -75,7 +75,7 @@ def test_arm_lowered_onto_vehicle_is_recorded_as_collision() -> None:
     m.write_coil(m.coil_map.barrier_close, True)
     for _ in range(20):
         m.advance(0.05)
-    assert m.collisions and m.max_close_over_occupied_s >= 0.45
+    assert m.collisions and m.max_close_over_occupied_s > 0.4
 
 
 def test_power_loss_drops_relays_but_master_death_does_not() -> None:
