@@ -190,7 +190,8 @@ def _parent_fields(model: type[BaseModel], loc: Sequence[str | int]) -> list[str
 
 
 def issues_from_validation(
-    exc: ValidationError, model: type[BaseModel], data: Any, file: str, prefix: Sequence[str] = ()
+    exc: ValidationError, model: type[BaseModel], data: Any, file: str,
+    prefix: Sequence[str | int] = (),
 ) -> list[ConfigIssue]:
     """Turn a pydantic ValidationError into located issues, one per error."""
     issues = []

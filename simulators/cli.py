@@ -10,6 +10,7 @@ import typer
 
 from edge.logging_setup import configure_logging
 from simulators.central.cli import central
+from simulators.relay_board.cli import relay_board
 from simulators.seals import cli as seals_cli
 
 app = typer.Typer(
@@ -20,7 +21,8 @@ app = typer.Typer(
         "code.\n\n\b\n"
         "  gate-sim seal-reader --link /tmp/seal-1        # RFID e-seal reader on a pty\n"
         "  gate-sim barcode-scanner --link /tmp/scan-1    # bolt-seal barcode scanner on a pty\n"
-        "  gate-sim central --help                        # the central customs system over MQTT"
+        "  gate-sim central --help                        # the central customs system over MQTT\n"
+        "  gate-sim relay-board --link /tmp/relay1 --control /tmp/relay1.ctl  # barrier board"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -40,6 +42,7 @@ def _root(
 app.command("seal-reader")(seals_cli.seal_reader)
 app.command("barcode-scanner")(seals_cli.barcode_scanner)
 app.command("central")(central)
+app.command("relay-board")(relay_board)
 
 
 def main() -> None:
