@@ -335,21 +335,24 @@ def grammar_from_spec(name: str, country: str, templates: Sequence[str], letters
 
 
 def plate_problems(tractor: str, trailer: str | None, grammars: Sequence[PlateGrammar]) -> list[str]:
-    """Why a declaration's plates cannot be right, per the grammars (empty when they can)."""
+    """Why a declaration's plates cannot be right, per the grammars (empty when they can).
+
+    Grammars are compared by value, not identity: import workers receive pickled copies.
+    """
     problems = []
     names = ", ".join(g.name for g in grammars)
     tractor_grammar = classify(tractor, grammars)
     if tractor_grammar is None:
         problems.append(f"tractor_plate {tractor!r} fits no plate grammar ({names}); foreign "
                         "layouts are added under plate_grammars in the config")
-    elif tractor_grammar is VN_TRAILER:
+    elif tractor_grammar == VN_TRAILER:
         problems.append(f"tractor_plate {tractor!r} is a trailer plate (VN series R); "
                         "did the tractor and trailer plates swap?")
     if trailer:
         trailer_grammar = classify(trailer, grammars)
         if trailer_grammar is None:
             problems.append(f"trailer_plate {trailer!r} fits no plate grammar ({names})")
-        elif trailer_grammar.country == "VN" and trailer_grammar is not VN_TRAILER:
+        elif trailer_grammar.country == "VN" and trailer_grammar != VN_TRAILER:
             problems.append(f"trailer_plate {trailer!r} is not a VN trailer plate "
                             "(trailers and semi-trailers carry series R, e.g. 51R-012.34)")
     return problems

@@ -157,3 +157,26 @@ def test_interrupted_bulk_load_is_healed_on_open(tmp_path: Path) -> None:
         assert reopened.by_container("MSKU1234565")[0].declaration_no == "105123456780"
     finally:
         reopened.close()
+
+
+def test_parallel_import_matches_the_serial_one(tmp_path: Path) -> None:
+    """Worker processes get pickled grammars; the result must not depend on the path taken."""
+    from edge.store.manifest_import import import_file, import_jsonl_parallel
+
+    src = tmp_path / "m.jsonl"
+    lines = [manifest(declaration_no=f"1051234567{i:02d}", tractor_plate=f"51C123{i:02d}",
+                      trailer_plate=f"51R012{i:02d}").model_dump_json() for i in range(40)]
+    lines.append(manifest(declaration_no="105123456799", tractor_plate="ABCDEFG").model_dump_json())
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    serial = ManifestCache.open(tmp_path / "serial.db")
+    parallel = ManifestCache.open(tmp_path / "parallel.db")
+    try:
+        one = import_file(serial, src, batch_size=7, workers=0)
+        two = import_jsonl_parallel(parallel, src, workers=2, batch_size=7)
+        assert (one.written.inserted, len(one.rejected)) == (40, 1)
+        assert (two.written.inserted, len(two.rejected)) == (40, 1)
+        assert [i.line for i in two.rejected] == [41]
+        assert parallel.by_plate("51R01207")[0].declaration_no == "105123456707"
+    finally:
+        serial.close()
+        parallel.close()
