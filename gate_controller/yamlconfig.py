@@ -86,7 +86,7 @@ def read_yaml(path: Path) -> Any:
     return data if data is not None else {}
 
 
-def _mark_of(data: Any, loc: Iterable[str | int]) -> tuple[int | None, int | None]:
+def mark_of(data: Any, loc: Iterable[str | int]) -> tuple[int | None, int | None]:
     """Walk a ruamel document along a pydantic location; return the deepest known (line, col)."""
     line: int | None = None
     col: int | None = None
@@ -108,7 +108,8 @@ def _mark_of(data: Any, loc: Iterable[str | int]) -> tuple[int | None, int | Non
     return line, col
 
 
-def _dotted(loc: Sequence[str | int]) -> str:
+def dotted(loc: Sequence[str | int]) -> str:
+    """``lanes[1].cameras[0]`` from a location tuple, the way people write config paths."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -190,7 +191,7 @@ def issues_from_validation(
     issues = []
     for error in exc.errors():
         loc = [*prefix, *error["loc"]]
-        line, col = _mark_of(data, loc)
+        line, col = mark_of(data, loc)
         description = _field_description(model, error["loc"])
         message = error["msg"]
         if error["type"] not in {"missing", "extra_forbidden"} and "input" in error:
@@ -198,7 +199,7 @@ def issues_from_validation(
             if len(shown) < 80 and not isinstance(error["input"], dict | list):
                 message += f" (got {shown})"
         issues.append(
-            ConfigIssue(file, line, col, _dotted(loc), message, _fix_for(error, description, model))
+            ConfigIssue(file, line, col, dotted(loc), message, _fix_for(error, description, model))
         )
     return issues
 
@@ -213,8 +214,8 @@ def load_model(path: Path, model: type[ModelT], section: Sequence[str] = ()) -> 
     for part in section:
         if not isinstance(node, dict) or part not in node:
             raise ConfigError(
-                [ConfigIssue(str(path), None, None, _dotted(section),
-                             "section not found", f"add a '{_dotted(section)}' section")]
+                [ConfigIssue(str(path), None, None, dotted(section),
+                             "section not found", f"add a '{dotted(section)}' section")]
             )
         node = node[part]
     try:

@@ -1,0 +1,28 @@
+"""Fixtures shared by the whole suite: real SQLite files in a temporary directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.store.cache import ManifestCache
+from edge.store.records import Records
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[ManifestCache]:
+    store = ManifestCache.open(tmp_path / "cache.db")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Iterator[Records]:
+    store = Records.open(tmp_path / "records.db")
+    yield store
+    store.close()
