@@ -66,7 +66,7 @@ def train(data_yaml: Path, out: Path, *, epochs: int, imgsz: int, batch: int,
     model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu",
                 workers=workers, amp=False, plots=False, project=str(out), name="run",
                 exist_ok=True, verbose=False, seed=0, deterministic=True, patience=100,
-                mosaic=1.0, close_mosaic=max(1, epochs // 5), fliplr=0.0)
+                mosaic=1.0, close_mosaic=max(1, epochs // 5), fliplr=0.0, val=False)
     train_s = time.monotonic() - t0
     metrics = model.val(data=str(data_yaml), imgsz=imgsz, batch=batch, device="cpu",
                         plots=False, workers=workers, verbose=False)

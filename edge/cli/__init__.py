@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from edge.cli import config_cmd, demo, manifests, match_cmd
+from edge.cli import config_cmd, demo, manifests, match_cmd, plates
 from edge.logging_setup import configure_logging
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ app.command("match")(match_cmd.match)
 app.command("demo")(demo.demo)
 app.add_typer(manifests.app, name="manifests")
 app.add_typer(manifests.hotlist_app, name="hotlist")
+app.add_typer(plates.app, name="plates")
 
 
 def main() -> None:

@@ -1,0 +1,113 @@
+"""Frame to texts: detector boxes, crops, plate OCR and ISO 6346 container-number reading.
+
+One `PlateReader` lives in each camera worker process (onnxruntime sessions are not shared
+across processes). Container numbers use the same recognizer with an ISO 6346 layout (owner
+code, category U/J/Z, six serial digits, check digit), then the foundation's check-digit
+repair: a read that fails the check digit is kept only if exactly one repair passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.domain import iso6346
+from edge.domain.plates import PlateGrammar, default_grammars
+from edge.plates.detector import Detection, PlateDetector
+from edge.plates.ocr import OcrResult, PlateRecognizer
+
+log = logging.getLogger(__name__)
+
+ISO6346_GRAMMAR = PlateGrammar(
+    "ISO6346", "", ("@@@U999999-9", "@@@J999999-9", "@@@Z999999-9"),
+    letters="ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    description="ISO 6346 freight container number: owner code, category, serial, check digit",
+)
+
+
+@dataclass(frozen=True)
+class ContainerOcr:
+    """A container-number read after the check-digit test (and repair, where one fits)."""
+
+    text: str
+    confidence: float
+    check_digit_ok: bool
+    repaired_from: str | None
+    raw: str
+
+
+@dataclass(frozen=True)
+class FrameRead:
+    """One object read in one frame."""
+
+    kind: str  # "plate" or "container_number"
+    box: tuple[int, int, int, int]
+    det_score: float
+    plate: OcrResult | None = None
+    container: ContainerOcr | None = None
+    crop: np.ndarray | None = None
+
+
+def crop_box(frame: np.ndarray, box: Sequence[int], pad: float = 0.08) -> np.ndarray:
+    """The box with a margin (detector boxes can clip the plate border), clipped to the frame."""
+    x0, y0, x1, y1 = box
+    h, w = frame.shape[:2]
+    px, py = int((x1 - x0) * pad), int((y1 - y0) * pad)
+    return frame[max(0, y0 - py) : min(h, y1 + py), max(0, x0 - px) : min(w, x1 + px)]
+
+
+class PlateReader:
+    """Detector + recognizers for one camera."""
+
+    def __init__(self, *, grammars: Sequence[PlateGrammar] | None = None,
+                 detector_model: Path | None = None, detector_confidence: float = 0.35,
+                 threads: int = 2, with_detector: bool = True) -> None:
+        self.grammars = list(grammars) if grammars is not None else default_grammars()
+        self.recognizer = PlateRecognizer(self.grammars, threads=threads)
+        self.containers = PlateRecognizer([ISO6346_GRAMMAR], threads=threads,
+                                          free_text_margin=40.0)
+        self.detector = (PlateDetector(detector_model, threads=threads,
+                                       conf=detector_confidence) if with_detector else None)
+
+    def read_container(self, crop: np.ndarray) -> ContainerOcr:
+        """Read an ISO 6346 number painted on a door; repair it only if exactly one fix fits."""
+        res = self.containers.read(crop, rows=1)
+        text = iso6346.normalize_container(res.text)
+        if iso6346.is_valid(text):
+            return ContainerOcr(text, res.confidence, True, None, res.raw)
+        for cand in res.candidates[1:]:
+            if iso6346.is_valid(cand.text):  # the runner-up layout path passes the check digit
+                return ContainerOcr(cand.text, cand.confidence * 0.9, True, text, res.raw)
+        fixed = iso6346.repair(text)
+        if fixed is not None:
+            return ContainerOcr(fixed, res.confidence * 0.8, True, text, res.raw)
+        return ContainerOcr(text, res.confidence * 0.5, False, None, res.raw)
+
+    def read_frame(self, frame: np.ndarray, roi: tuple[int, int, int, int] | None = None,
+                   keep_crops: bool = False) -> list[FrameRead]:
+        """Detect every plate and container number in a frame and read each."""
+        if self.detector is None:
+            raise RuntimeError("this reader was built without a detector")
+        out: list[FrameRead] = []
+        for det in self.detector.detect(frame, roi):
+            out.append(self._read_detection(frame, det, keep_crops))
+        return out
+
+    def _read_detection(self, frame: np.ndarray, det: Detection, keep: bool) -> FrameRead:
+        crop = crop_box(frame, det.box)
+        if det.label == "container_number":
+            return FrameRead(det.label, det.box, det.score, container=self.read_container(crop),
+                             crop=crop if keep else None)
+        return FrameRead("plate", det.box, det.score, plate=self.recognizer.read(crop),
+                         crop=crop if keep else None)
+
+    def read_crop(self, crop: np.ndarray) -> OcrResult:
+        """Read an already-cropped plate."""
+        if crop is None or crop.size == 0:
+            raise ValueError("empty crop")
+        return self.recognizer.read(crop)
+
