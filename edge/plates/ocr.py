@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 
 REC_HEIGHT = 48
 
+# Characters a layout cannot contain pass their probability to the one PP-OCR mistakes them for
+# on plates: series letters never use I, J, O, Q, W (Circular 58/2020), and in plate fonts an M
+# with a deep middle vertex is read as W; letters among digits are the usual look-alikes.
+VISUAL_CONFUSIONS: dict[str, str] = {
+    "W": "M", "O": "0D", "Q": "0", "D": "0", "I": "1", "J": "1", "L": "1", "T": "1",
+    "Z": "2", "S": "5", "G": "6", "B": "8", "A": "4", "U": "0",
+    "0": "D", "1": "T", "2": "Z", "5": "S", "6": "G", "8": "B", "4": "A",
+}
+
 
 def rapidocr_rec_model() -> Path:
     """Path of the PP-OCRv4 recognition model inside the rapidocr-onnxruntime wheel."""
@@ -83,7 +92,8 @@ class PlateRecognizer:
         # how much less likely (nats) the best grammatical path may be than the free read
         # before the read is reported as "fits no grammar"
         self.free_text_margin = free_text_margin
-        self._patterns: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, str]] = {}
+        self._patterns: dict[tuple[str, ...],
+                             tuple[np.ndarray, np.ndarray, str, np.ndarray]] = {}
 
     @cached_property
     def _layouts(self) -> list[tuple[str, tuple[tuple[str, ...], ...]]]:
@@ -104,8 +114,9 @@ class PlateRecognizer:
         """Blank plus the separators a plate shows but its normalized text drops (- . · space)."""
         return np.array([0] + [self._index[c] for c in " -.·" if c in self._index])
 
-    def _pattern(self, pattern: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, str]:
-        """Charset indices, mask and alphabet of one row pattern (cached)."""
+    def _pattern(self, pattern: tuple[str, ...]
+                 ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+        """Charset indices, mask, alphabet and confusion transfer matrix of a row pattern."""
         cached = self._patterns.get(pattern)
         if cached is None:
             alphabet = "".join(sorted({c for cls in pattern for c in cls if c in self._index}))
@@ -116,7 +127,17 @@ class PlateRecognizer:
                     if ch in pos:
                         mask[k, pos[ch]] = 0.0
             idx = np.array([self._index[c] for c in alphabet])
-            cached = (idx, mask, alphabet)
+            # (charset -> alphabet) matrix: own probability plus that of impossible look-alikes
+            transfer = np.zeros((len(self.charset), len(alphabet)), np.float32)
+            transfer[idx, np.arange(len(alphabet))] = 1.0
+            for src, dsts in VISUAL_CONFUSIONS.items():
+                if src in pos or src not in self._index:
+                    continue
+                for dst in dsts:
+                    if dst in pos:
+                        transfer[self._index[src], pos[dst]] = 1.0
+                        break
+            cached = (idx, mask, alphabet, transfer)
             self._patterns[pattern] = cached
         return cached
 
@@ -157,8 +178,8 @@ class PlateRecognizer:
             for i, pattern in enumerate(patterns):
                 key = (i, pattern)
                 if key not in decoded:
-                    idx, mask, alphabet = self._pattern(pattern)
-                    lp = np.log(np.maximum(probs[i][:, idx], 1e-12))
+                    _idx, mask, alphabet, transfer = self._pattern(pattern)
+                    lp = np.log(np.maximum(probs[i] @ transfer, 1e-12))
                     decoded[key] = decode_layout(lp, blanks[i], mask, alphabet)
                 r = decoded[key]
                 if r is None:

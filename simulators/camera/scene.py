@@ -181,15 +181,19 @@ def render(
     progress: float = 0.7,
     seed: int = 0,
     crops: dict[str, np.ndarray] | None = None,
+    empty: bool = False,
 ) -> Frame:
     """Render one frame; `progress` 0 = far away, 1 = at the stop line, fills the frame.
 
-    `crops` may map a plate text to a real RGB plate crop, composited instead of drawn art.
+    `crops` may map a plate text to a real RGB plate crop, composited instead of drawn art;
+    `empty` draws the lane without a truck.
     """
     rng = random.Random(seed)
     w, h = size
     img = _background(w, h, rng, truck.condition)
     objects: list[Marked] = []
+    if empty:  # the lane with no truck in it
+        return Frame(image=apply_condition(img, truck.condition, rng), objects=objects)
     scale = 0.35 + 0.65 * float(np.clip(progress, 0, 1))
     body_w = w * 0.55 * scale
     body_h = h * 0.75 * scale
