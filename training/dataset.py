@@ -136,10 +136,11 @@ def build(out: Path, *, synthetic: int, synthetic_val: int, seed: int = 1,
         n_val = _link_scenes(root, out, "val", val=True)
         crops = training_crops(root, 300, rng)
         log.info("vn_scenes: %d train, %d val (hash split)", n_train, n_val)
-        if max_scenes is not None:
-            for p in sorted((out / "train" / "images").glob("scene_*"))[max_scenes:]:
-                p.unlink()
-                (out / "train" / "labels" / f"{p.stem}.txt").unlink()
+        if max_scenes is not None:  # smoke runs: a handful of real scenes on each side
+            for split in ("train", "val"):
+                for p in sorted((out / split / "images").glob("scene_*"))[max_scenes:]:
+                    p.unlink()
+                    (out / split / "labels" / f"{p.stem}.txt").unlink()
     else:
         log.warning("../shared/data absent: training on synthetic frames only")
     _write_synthetic(out, "train", synthetic, seed, crops)

@@ -16,7 +16,7 @@ def recognizer() -> PlateRecognizer:
 
 @pytest.fixture(scope="session")
 def reader() -> PlateReader:
-    return PlateReader()
+    return PlateReader(with_detector=False)
 
 
 @pytest.fixture(scope="session")
