@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,7 +60,7 @@ def train(data_yaml: Path, out: Path, *, epochs: int, imgsz: int, batch: int,
           model_yaml: str = "yolo11n.yaml", workers: int = 0) -> tuple[Path, dict[str, Any]]:
     """Train, validate and export; returns the ONNX path and validation metrics."""
     offline_environment(out / "yolo-config")
-    from ultralytics import YOLO  # noqa: PLC0415 - only after the offline switches are set
+    from ultralytics import YOLO
 
     model = YOLO(model_yaml)
     t0 = time.monotonic()
@@ -85,14 +86,16 @@ def train(data_yaml: Path, out: Path, *, epochs: int, imgsz: int, batch: int,
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: build the dataset, train, export and (optionally) install into edge/models."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/gate-edge-train"))
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "gate-edge-train",
+                    help="work folder (dataset links, runs); outside the repository")
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--synthetic", type=int, default=300, help="synthetic training frames")
     ap.add_argument("--synthetic-val", type=int, default=60)
     ap.add_argument("--max-scenes", type=int, default=None, help="cap real training scenes")
-    ap.add_argument("--model", default=str(Path(__file__).with_name("yolo11n-plates.yaml")), help="model yaml (never a .pt name)")
+    ap.add_argument("--model", default=str(Path(__file__).with_name("yolo11n-plates.yaml")),
+                    help="model yaml (never a .pt name)")
     ap.add_argument("--install", action="store_true", help="copy the ONNX into edge/models/")
     args = ap.parse_args(argv)
     if args.model.endswith(".pt"):

@@ -144,11 +144,11 @@ class PlateRecognizer:
     def row_probs(self, rows: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Frame-by-character probabilities (T, C) of each row image (BGR), one batch."""
         ratios = [r.shape[1] / max(1, r.shape[0]) for r in rows]
-        width = max(int(math.ceil(REC_HEIGHT * max(max(ratios), 320 / REC_HEIGHT))), 16)
+        width = max(math.ceil(REC_HEIGHT * max(max(ratios), 320 / REC_HEIGHT)), 16)
         batch = np.zeros((len(rows), 3, REC_HEIGHT, width), np.float32)
         widths = []
         for i, (img, ratio) in enumerate(zip(rows, ratios, strict=True)):
-            w = min(width, max(8, int(math.ceil(REC_HEIGHT * ratio))))
+            w = min(width, max(8, math.ceil(REC_HEIGHT * ratio)))
             resized = cv2.resize(img, (w, REC_HEIGHT)).astype(np.float32)
             batch[i, :, :, :w] = (resized.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
             widths.append(w)
@@ -174,7 +174,8 @@ class PlateRecognizer:
         for gname, patterns in self._layouts:
             if len(patterns) != len(rows):
                 continue
-            text, confs, total = "", (), 0.0
+            text, total = "", 0.0
+            confs: tuple[float, ...] = ()
             for i, pattern in enumerate(patterns):
                 key = (i, pattern)
                 if key not in decoded:

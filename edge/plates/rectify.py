@@ -28,10 +28,10 @@ def skew_angle(crop: np.ndarray) -> float:
     if h < 12 or w < 24:
         return 0.0
     mask = _text_mask(gray)
-    n, _, stats, cents = cv2.connectedComponentsWithStats(mask, 8)
+    n, _, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=8)
     pts = []
     for i in range(1, n):
-        x, y, bw, bh, area = stats[i]
+        _, y, bw, bh, area = stats[i]
         if 0.2 * h < bh < 0.95 * h and bw < 0.3 * w and area > 15 and bh > bw * 0.8:
             pts.append((cents[i][0], y + bh))  # bottom of each character
     if len(pts) < 3:

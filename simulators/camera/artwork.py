@@ -36,7 +36,7 @@ FontT = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 def _matplotlib_fonts() -> list[str]:
     try:
-        import matplotlib  # noqa: PLC0415 - optional, only a font source
+        import matplotlib
 
         base = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
         return [str(base / "DejaVuSans-Bold.ttf"), str(base / "DejaVuSans.ttf")]
@@ -77,7 +77,7 @@ def _latin(rng: random.Random | None, size: int) -> FontT:
 def _text_block(text: str, font: FontT, colour: tuple[int, int, int], height: int) -> Image.Image:
     """Render one text row tightly and scale it to `height` pixels (keeps plates' narrow look)."""
     left, top, right, bottom = font.getbbox(text)
-    w, h = max(1, right - left), max(1, bottom - top)
+    w, h = max(1, int(right - left)), max(1, int(bottom - top))
     img = Image.new("RGBA", (w + 4, h + 4), (0, 0, 0, 0))
     ImageDraw.Draw(img).text((2 - left, 2 - top), text, font=font, fill=(*colour, 255))
     scale = height / img.height

@@ -55,10 +55,10 @@ def camera(
 
 def _real_crops() -> dict[str, object]:
     try:
-        from training.dataset import data_root, training_crops  # noqa: PLC0415
+        from training.dataset import data_root, training_crops
     except ImportError:
         return {}
-    import random  # noqa: PLC0415
+    import random
 
     root = data_root()
     if root is None:

@@ -105,7 +105,7 @@ def _background(w: int, h: int, rng: random.Random, condition: Condition) -> np.
     base = img.astype(np.int16)
     noise = np.empty(img.shape, np.int16)
     cv2.setRNGSeed(rng.randint(0, 2**31))
-    cv2.randn(noise, 0, 6)
+    cv2.randn(noise, np.array([0.0]), np.array([6.0]))
     return cv2.convertScaleAbs(cv2.add(base, noise))  # saturates to 0..255
 
 
@@ -162,13 +162,13 @@ def apply_condition(img: np.ndarray, condition: Condition, rng: random.Random) -
         out += nrng.normal(0, 8, out.shape)
     elif condition == "rain":
         streaks = np.zeros(img.shape[:2], np.float32)
-        h, w = streaks.shape
+        h, w = img.shape[:2]
         for _ in range(rng.randint(300, 700)):
             x, y = rng.randint(0, w), rng.randint(0, h)
             ln = rng.randint(h // 40, h // 12)
             cv2.line(streaks, (x, y), (x + ln // 6, y + ln), 1.0, 1)
         out = out * 0.8 + 40 + streaks[..., None] * 90
-        out = cv2.GaussianBlur(out, (3, 3), 0)
+        out = cv2.GaussianBlur(out, (3, 3), 0).astype(np.float32)
     elif condition == "glare":
         h, w = img.shape[:2]
         yy, xx = np.mgrid[0:h, 0:w]
@@ -183,7 +183,7 @@ def apply_condition(img: np.ndarray, condition: Condition, rng: random.Random) -
             kernel[k // 2, :] = 1.0 / k
         else:
             kernel[:, k // 2] = 1.0 / k
-        out = cv2.filter2D(out, -1, kernel)
+        out = cv2.filter2D(out, -1, kernel).astype(np.float32)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
@@ -239,16 +239,16 @@ def render(
                 bx = door_x + int(body_w / 2 * bar)
                 cv2.line(img, (bx, y0 + 8), (bx, y1 - int(body_h * 0.25)), (150, 150, 150), 3)
         for i, code in enumerate(truck.containers[:1]):
-            art = render_container_code(code, rng=rng)
+            paint = render_container_code(code, rng=rng)
             cw = body_w * 0.36
-            ch = cw * art.shape[0] / art.shape[1]
+            ch = cw * paint.shape[0] / paint.shape[1]
             quad = _quad(cx + body_w * 0.24, y0 + body_h * (0.12 + 0.1 * i), cw, ch, rng)
-            box = _paste_warped(img, art, quad)
+            box = _paste_warped(img, paint, quad)
             objects.append(Marked(CLASS_CONTAINER, code, box))
         plate = truck.trailer_plate
         plate_w_px *= 0.75
     if plate is not None:
-        art = crops.get(plate.text)
+        art: np.ndarray | None = crops.get(plate.text)
         if art is None:
             art = _art_for(plate, rng)
         if art is not None:
@@ -297,7 +297,7 @@ def random_truck(rng: random.Random, view: View | None = None) -> TruckView:
     )
     trailer = PlateSpec(random_vn_text(rng, trailer=True), "VN", 2, rng.random() < 0.7)
     return TruckView(
-        view=view or rng.choice(("front", "rear")),
+        view=view if view is not None else ("front" if rng.random() < 0.5 else "rear"),
         tractor_plate=tractor,
         trailer_plate=trailer,
         containers=(random_container(rng),),

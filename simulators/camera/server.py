@@ -48,12 +48,13 @@ def _plate(value: Any, *, trailer: bool = False) -> PlateSpec | None:
     if not value:
         return None
     if isinstance(value, dict):
-        return PlateSpec(str(value["text"]), value.get("country", "VN"),
+        return PlateSpec(str(value["text"]), "CN" if value.get("country") == "CN" else "VN",
                          int(value.get("rows", 2 if trailer else 1)),
                          bool(value.get("yellow", True)))
     text = str(value)
-    country = "CN" if not text[0].isascii() else "VN"
-    return PlateSpec(text, country, 2 if trailer and country == "VN" else 1, country == "VN")
+    if not text[0].isascii():
+        return PlateSpec(text, "CN", 1, False)
+    return PlateSpec(text, "VN", 2 if trailer else 1, True)
 
 
 def truck_from_json(data: dict[str, Any], seed: int = 0) -> TruckRun:
@@ -70,8 +71,8 @@ def truck_from_json(data: dict[str, Any], seed: int = 0) -> TruckRun:
               "trailer_plate": _plate(data.get("trailer_plate"), trailer=True),
               "containers": tuple(str(c) for c in data.get("containers", ())),
               "condition": condition, "body_colour": colour}
-    return TruckRun(TruckView(view="front", **common),  # type: ignore[arg-type]
-                    TruckView(view="rear", **common),  # type: ignore[arg-type]
+    return TruckRun(TruckView(view="front", **common),
+                    TruckView(view="rear", **common),
                     float(data.get("duration_s", 6.0)), seed=seed)
 
 
@@ -198,7 +199,7 @@ def make_handler(sim: CameraSimulator) -> type[BaseHTTPRequestHandler]:
         def _json(self, code: int, obj: Any) -> None:
             self._send(code, json.dumps(obj, ensure_ascii=False).encode())
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             path = self.path.split("?")[0]
             if path == "/state":
                 self._json(200, sim.state())
@@ -231,7 +232,7 @@ def make_handler(sim: CameraSimulator) -> type[BaseHTTPRequestHandler]:
                 pass  # client went away
             self.close_connection = True
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server API
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             if self.path == "/clear":
@@ -268,7 +269,7 @@ class CameraServer:
     def url(self) -> str:
         """Base URL, e.g. http://127.0.0.1:8554."""
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> CameraServer:
         """Start rendering and serving."""
@@ -288,7 +289,7 @@ def load_scenario(path: Path) -> list[TruckRun]:
     """A scenario file: JSON (or YAML) list of trucks, played in order."""
     text = path.read_text(encoding="utf-8")
     if path.suffix in (".yaml", ".yml"):
-        from ruamel.yaml import YAML  # noqa: PLC0415 - only for YAML scenarios
+        from ruamel.yaml import YAML
 
         data = YAML(typ="safe").load(text)
     else:

@@ -11,7 +11,6 @@ import urllib.error
 import urllib.request
 
 import cv2
-import numpy as np
 import pytest
 
 from edge.domain import iso6346

@@ -47,7 +47,6 @@ def test_reads_drawn_cn_plate(recognizer: PlateRecognizer) -> None:
 
 def test_tilted_plate_is_straightened(recognizer: PlateRecognizer) -> None:
     plate = bgr(render_vn_plate("51F12345", 1))
-    h, w = plate.shape[:2]
     canvas = cv2.copyMakeBorder(plate, 40, 40, 20, 20, cv2.BORDER_CONSTANT, value=(90, 90, 90))
     m = cv2.getRotationMatrix2D((canvas.shape[1] / 2, canvas.shape[0] / 2), 7, 1.0)
     tilted = cv2.warpAffine(canvas, m, (canvas.shape[1], canvas.shape[0]),
