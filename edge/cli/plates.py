@@ -56,6 +56,12 @@ def _scene_json(reads: list[FrameRead]) -> dict[str, Any]:
     return {**head, "plates": plates, "containers": containers}
 
 
+def _have_detector(model: Path | None) -> bool:
+    from edge.plates.detector import DEFAULT_MODEL  # noqa: PLC0415
+
+    return Path(model or DEFAULT_MODEL).is_file()
+
+
 @app.command("read")
 def read(
     inputs: list[Path] = typer.Argument(..., help="image files or folders of images"),
@@ -77,7 +83,8 @@ def read(
         typer.echo("no images found in the given paths", err=True)
         raise typer.Exit(2)
     try:
-        reader = PlateReader(detector_model=model, threads=threads, with_detector=not crops)
+        reader = PlateReader(detector_model=model, threads=threads,
+                             with_detector=not crops or _have_detector(model))
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -87,7 +94,7 @@ def read(
         try:
             img = load_image(path)
             if crops:
-                res = reader.recognizer.read(img, rows=rows or None)
+                res = reader.read_crop(img, rows=rows or None)
                 h, w = img.shape[:2]
                 out = {**_ocr_json(res), "bbox": [0, 0, w, h]}
             else:

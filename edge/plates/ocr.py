@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge.domain.plates import PlateGrammar, classify, default_grammars, rank_candidates
-from edge.plates.ctc import LayoutRead, decode_layout, greedy
+from edge.plates.ctc import LayoutRead, compress_blanks, decode_layout, greedy
 from edge.plates.rectify import rectify, split_rows
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,8 @@ class PlateRecognizer:
     """PP-OCRv4 recognition plus grammar-constrained decoding of plate rows."""
 
     def __init__(self, grammars: Sequence[PlateGrammar] | None = None, *, threads: int = 2,
-                 model_path: Path | None = None, free_text_margin: float = 12.0) -> None:
+                 model_path: Path | None = None, free_text_margin: float = 12.0,
+                 retry_below: float = 0.6) -> None:
         self.grammars = list(grammars) if grammars is not None else default_grammars()
         self._sess = _session(model_path or rapidocr_rec_model(), threads)
         meta = self._sess.get_modelmeta().custom_metadata_map
@@ -92,6 +93,7 @@ class PlateRecognizer:
         # how much less likely (nats) the best grammatical path may be than the free read
         # before the read is reported as "fits no grammar"
         self.free_text_margin = free_text_margin
+        self.retry_below = retry_below
         self._patterns: dict[tuple[str, ...],
                              tuple[np.ndarray, np.ndarray, str, np.ndarray]] = {}
 
@@ -116,7 +118,7 @@ class PlateRecognizer:
 
     def _pattern(self, pattern: tuple[str, ...]
                  ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
-        """Charset indices, mask, alphabet and confusion transfer matrix of a row pattern."""
+        """Charset indices, mask, alphabet and confusion transfers of a row pattern (cached)."""
         cached = self._patterns.get(pattern)
         if cached is None:
             alphabet = "".join(sorted({c for cls in pattern for c in cls if c in self._index}))
@@ -127,16 +129,17 @@ class PlateRecognizer:
                     if ch in pos:
                         mask[k, pos[ch]] = 0.0
             idx = np.array([self._index[c] for c in alphabet])
-            # (charset -> alphabet) matrix: own probability plus that of impossible look-alikes
-            transfer = np.zeros((len(self.charset), len(alphabet)), np.float32)
-            transfer[idx, np.arange(len(alphabet))] = 1.0
+            # impossible look-alikes hand their probability to a possible character:
+            # (charset index of the source, alphabet position of the receiver) pairs
+            pairs = []
             for src, dsts in VISUAL_CONFUSIONS.items():
                 if src in pos or src not in self._index:
                     continue
                 for dst in dsts:
                     if dst in pos:
-                        transfer[self._index[src], pos[dst]] = 1.0
+                        pairs.append((self._index[src], pos[dst]))
                         break
+            transfer = np.array(pairs, np.int64).reshape(-1, 2)
             cached = (idx, mask, alphabet, transfer)
             self._patterns[pattern] = cached
         return cached
@@ -169,6 +172,7 @@ class PlateRecognizer:
         for p, bl in zip(probs, blanks, strict=True):
             chars = np.delete(p, self._blank_idx, axis=1)
             free += float(np.maximum(bl, np.log(np.maximum(chars.max(axis=1), 1e-12))).sum())
+        sure = [bl > math.log(0.999) for bl in blanks]
         decoded: dict[tuple[int, tuple[str, ...]], LayoutRead | None] = {}
         scored: dict[str, tuple[float, str, tuple[float, ...]]] = {}
         for gname, patterns in self._layouts:
@@ -179,9 +183,13 @@ class PlateRecognizer:
             for i, pattern in enumerate(patterns):
                 key = (i, pattern)
                 if key not in decoded:
-                    _idx, mask, alphabet, transfer = self._pattern(pattern)
-                    lp = np.log(np.maximum(probs[i] @ transfer, 1e-12))
-                    decoded[key] = decode_layout(lp, blanks[i], mask, alphabet)
+                    idx, mask, alphabet, transfer = self._pattern(pattern)
+                    own = probs[i][:, idx]
+                    for src, dst in transfer:
+                        own[:, dst] += probs[i][:, src]
+                    lp = np.log(np.maximum(own, 1e-12))
+                    lp_c, bl_c = compress_blanks(lp, blanks[i], sure[i])
+                    decoded[key] = decode_layout(lp_c, bl_c, mask, alphabet)
                 r = decoded[key]
                 if r is None:
                     break
@@ -225,7 +233,24 @@ class PlateRecognizer:
             if best is None or _better(res, best):
                 best = res
         assert best is not None
+        if best.confidence < self.retry_below:
+            # unsure: read slightly different cuts of the same crop and keep the surest reading
+            # (a cut-off edge or a row split through a character is the usual cause)
+            for variant in _variants(plate):
+                for n in ([best.rows] if best.grammar else options):
+                    parts = [variant] if n == 1 else split_rows(variant)
+                    res = self.read_rows(parts)
+                    if _better(res, best):
+                        best = res
         return OcrResult(**{**best.__dict__, "ms": (time.perf_counter() - t0) * 1000})
+
+
+def _variants(plate: np.ndarray) -> list[np.ndarray]:
+    """Re-cuts of a crop: a grey margin added (for characters touching the edge), edges shaved."""
+    h, w = plate.shape[:2]
+    dy, dx = max(1, h // 12), max(1, w // 30)
+    padded = cv2.copyMakeBorder(plate, dy, dy, dx * 2, dx * 2, cv2.BORDER_REPLICATE)
+    return [padded, plate[dy : h - dy, dx : w - dx], plate[:, dx * 2 : w - dx * 2]]
 
 
 def _better(a: OcrResult, b: OcrResult) -> bool:

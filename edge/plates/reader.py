@@ -105,9 +105,27 @@ class PlateReader:
         return FrameRead("plate", det.box, det.score, plate=self.recognizer.read(crop),
                          crop=crop if keep else None)
 
-    def read_crop(self, crop: np.ndarray) -> OcrResult:
-        """Read an already-cropped plate."""
+    def read_crop(self, crop: np.ndarray, rows: int | None = None) -> OcrResult:
+        """Read an already-cropped plate.
+
+        A loose crop (the plate small inside a larger picture) reads badly; when the first read
+        is unsure and a detector is loaded, the detector finds the plate inside the crop and the
+        surer of the two readings is kept.
+        """
         if crop is None or crop.size == 0:
             raise ValueError("empty crop")
-        return self.recognizer.read(crop)
+        res = self.recognizer.read(crop, rows)
+        if self.detector is None or res.confidence >= self.recognizer.retry_below:
+            return res
+        h, w = crop.shape[:2]
+        for det in self.detector.detect(crop):
+            x0, y0, x1, y1 = det.box
+            if det.label != "plate" or (x1 - x0) * (y1 - y0) > 0.6 * w * h:
+                continue
+            inner = self.recognizer.read(crop_box(crop, det.box), rows)
+            if (inner.grammar is not None, inner.confidence) > (res.grammar is not None,
+                                                                res.confidence):
+                res = inner
+            break
+        return res
 
