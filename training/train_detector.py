@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                           batch=args.batch, model_yaml=args.model)
     meta = {
         "name": "plate_detector",
-        "architecture": args.model,
+        "architecture": Path(args.model).name,
         "imgsz": args.imgsz,
         "classes": {str(k): v for k, v in CLASS_NAMES.items()},
         "epochs": args.epochs,
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                  "synthetic_train": args.synthetic, "synthetic_val": args.synthetic_val},
         "val_metrics": results,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m training.train_detector " + " ".join(argv or []),
+        "command": "python -m training.train_detector " + " ".join(
+            sys.argv[1:] if argv is None else argv),
     }
     log.info("metrics: %s", json.dumps(results))
     if args.install:

@@ -67,7 +67,8 @@ def read(
     inputs: list[Path] = typer.Argument(..., help="image files or folders of images"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per line (stable keys)"),
     crops: bool = typer.Option(False, "--crops",
-                               help="inputs are already-cropped plates: skip the detector"),
+                               help="inputs are already-cropped plates (the detector only "
+                                    "re-finds the plate in a loose crop)"),
     rows: int = typer.Option(0, "--rows", min=0, max=2,
                              help="force 1 or 2 text rows for --crops (0: decide per image)"),
     model: Path = typer.Option(None, "--model", help="detector ONNX (default: shipped model)"),
@@ -75,7 +76,8 @@ def read(
 ) -> None:
     """Read plates in IMAGES (full scenes, or plate crops with --crops).
 
-    Example: gate-edge plates read shots/ --json > reads.jsonl
+    Example:  gate-edge plates read shots/ --json > reads.jsonl
+
     Exit status 1 when any file could not be read (each gets an "error" line).
     """
     files = expand_inputs(inputs)
