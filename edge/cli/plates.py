@@ -57,7 +57,7 @@ def _scene_json(reads: list[FrameRead]) -> dict[str, Any]:
 
 
 def _have_detector(model: Path | None) -> bool:
-    from edge.plates.detector import DEFAULT_MODEL  # noqa: PLC0415
+    from edge.plates.detector import DEFAULT_MODEL
 
     return Path(model or DEFAULT_MODEL).is_file()
 

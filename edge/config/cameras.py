@@ -108,7 +108,7 @@ class ReaderConfig(Section):
 
     detector_model: str | None = Field(
         None, description="ONNX detector; default: the model shipped in edge/models/")
-    detector_confidence: float = Field(0.35, gt=0, lt=1,
+    detector_confidence: float = Field(0.25, gt=0, lt=1,
                                        description="minimum detector score of a plate box")
     threads: int = Field(2, ge=1, le=16, description="onnxruntime threads per reader process")
     min_read_confidence: float = Field(

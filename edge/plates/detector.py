@@ -50,7 +50,7 @@ class PlateDetector:
     """Runs the shipped ONNX detector on BGR frames."""
 
     def __init__(self, model_path: Path | None = None, *, threads: int = 2,
-                 conf: float = 0.35, iou: float = 0.5) -> None:
+                 conf: float = 0.25, iou: float = 0.5) -> None:
         path = Path(model_path or DEFAULT_MODEL)
         if not path.is_file():
             raise FileNotFoundError(f"detector model {path} not found (train it with "

@@ -83,7 +83,7 @@ class PlateRecognizer:
 
     def __init__(self, grammars: Sequence[PlateGrammar] | None = None, *, threads: int = 2,
                  model_path: Path | None = None, free_text_margin: float = 12.0,
-                 retry_below: float = 0.6) -> None:
+                 retry_below: float = 0.6, min_width: int = 320) -> None:
         self.grammars = list(grammars) if grammars is not None else default_grammars()
         self._sess = _session(model_path or rapidocr_rec_model(), threads)
         meta = self._sess.get_modelmeta().custom_metadata_map
@@ -94,6 +94,8 @@ class PlateRecognizer:
         # before the read is reported as "fits no grammar"
         self.free_text_margin = free_text_margin
         self.retry_below = retry_below
+        # PaddleOCR pads every line to >= 320 px; plate rows are shorter and pay for the padding
+        self.min_width = min_width
         self._patterns: dict[tuple[str, ...],
                              tuple[np.ndarray, np.ndarray, str, np.ndarray]] = {}
 
@@ -147,7 +149,7 @@ class PlateRecognizer:
     def row_probs(self, rows: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Frame-by-character probabilities (T, C) of each row image (BGR), one batch."""
         ratios = [r.shape[1] / max(1, r.shape[0]) for r in rows]
-        width = max(math.ceil(REC_HEIGHT * max(max(ratios), 320 / REC_HEIGHT)), 16)
+        width = max(math.ceil(REC_HEIGHT * max(max(ratios), self.min_width / REC_HEIGHT)), 16)
         batch = np.zeros((len(rows), 3, REC_HEIGHT, width), np.float32)
         widths = []
         for i, (img, ratio) in enumerate(zip(rows, ratios, strict=True)):
@@ -225,9 +227,14 @@ class PlateRecognizer:
         plate = rectify(crop)
         h, w = plate.shape[:2]
         ratio = w / max(1, h)
-        options = [rows] if rows else ([1] if ratio >= 3.2 else [2] if ratio <= 1.8 else [1, 2])
+        # VN two-row crops measure w/h 0.75-2.14, one-row 1.67-4.73 (loose crops overlap):
+        # in between, the likelier count first, the other only if the first is unsure
+        options = ([rows] if rows else [1] if ratio >= 3.2 else [2] if ratio <= 1.8
+                   else [1, 2] if ratio >= 2.4 else [2, 1])
         best: OcrResult | None = None
         for n in options:
+            if best is not None and best.grammar and best.confidence >= 0.9:
+                break
             parts = [plate] if n == 1 else split_rows(plate)
             res = self.read_rows(parts)
             if best is None or _better(res, best):

@@ -64,7 +64,7 @@ class PlateReader:
     """Detector + recognizers for one camera."""
 
     def __init__(self, *, grammars: Sequence[PlateGrammar] | None = None,
-                 detector_model: Path | None = None, detector_confidence: float = 0.35,
+                 detector_model: Path | None = None, detector_confidence: float = 0.25,
                  threads: int = 2, with_detector: bool = True) -> None:
         self.grammars = list(grammars) if grammars is not None else default_grammars()
         self.recognizer = PlateRecognizer(self.grammars, threads=threads)
