@@ -83,7 +83,8 @@ class PlateRecognizer:
 
     def __init__(self, grammars: Sequence[PlateGrammar] | None = None, *, threads: int = 2,
                  model_path: Path | None = None, free_text_margin: float = 12.0,
-                 retry_below: float = 0.6, min_width: int = 320) -> None:
+                 retry_below: float = 0.6, min_width: int = 320,
+                 join_rows: bool = False) -> None:
         self.grammars = list(grammars) if grammars is not None else default_grammars()
         self._sess = _session(model_path or rapidocr_rec_model(), threads)
         meta = self._sess.get_modelmeta().custom_metadata_map
@@ -96,6 +97,7 @@ class PlateRecognizer:
         self.retry_below = retry_below
         # PaddleOCR pads every line to >= 320 px; plate rows are shorter and pay for the padding
         self.min_width = min_width
+        self.join_rows = join_rows
         self._patterns: dict[tuple[str, ...],
                              tuple[np.ndarray, np.ndarray, str, np.ndarray]] = {}
 
@@ -163,9 +165,14 @@ class PlateRecognizer:
         return [out[i, : max(1, min(t_total, math.ceil(w / width * t_total) + 1))]
                 for i, w in enumerate(widths)]
 
-    def read_rows(self, rows: Sequence[np.ndarray]) -> OcrResult:
-        """Read a plate given its row images (top first)."""
+    def read_rows(self, rows: Sequence[np.ndarray], plate_rows: int | None = None) -> OcrResult:
+        """Read a plate given its row images (top first).
+
+        `plate_rows` 2 with one image: the two rows were joined side by side into one line.
+        """
         t0 = time.perf_counter()
+        n_rows = plate_rows or len(rows)
+        joined = n_rows != len(rows)
         probs = self.row_probs(rows)
         raw_parts = [greedy(p, self.charset)[0] for p in probs]
         raw = "".join(raw_parts).replace(" ", "")
@@ -178,8 +185,10 @@ class PlateRecognizer:
         decoded: dict[tuple[int, tuple[str, ...]], LayoutRead | None] = {}
         scored: dict[str, tuple[float, str, tuple[float, ...]]] = {}
         for gname, patterns in self._layouts:
-            if len(patterns) != len(rows):
+            if len(patterns) != n_rows:
                 continue
+            if joined:
+                patterns = (tuple(c for pat in patterns for c in pat),)
             text, total = "", 0.0
             confs: tuple[float, ...] = ()
             for i, pattern in enumerate(patterns):
@@ -203,23 +212,31 @@ class PlateRecognizer:
                     scored[text] = (total, gname, confs)
         ms = (time.perf_counter() - t0) * 1000
         if not scored:
-            return OcrResult(raw, 0.0, None, len(rows), raw=raw, ms=ms)
+            return OcrResult(raw, 0.0, None, n_rows, raw=raw, ms=ms)
         ranked = sorted(scored.items(), key=lambda kv: -kv[1][0])
         best_text, (best_lp, _g, best_conf) = ranked[0]
         gap = free - best_lp
         conf = min(best_conf) * math.exp(-max(0.0, gap) / 4) if best_conf else 0.0
         if gap > self.free_text_margin:
-            return OcrResult(raw, 0.0, None, len(rows), raw=raw, ms=ms,
+            return OcrResult(raw, 0.0, None, n_rows, raw=raw, ms=ms,
                              extras={"grammar_gap": gap})
         cands = [(t, min(c) * math.exp(-max(0.0, free - lp) / 4) if c else 0.0)
                  for t, (lp, _gn, c) in ranked[:5]]
-        ranked_plates = rank_candidates(cands, self.grammars, rows=len(rows))
-        grammar = classify(best_text, self.grammars, rows=len(rows))
+        ranked_plates = rank_candidates(cands, self.grammars, rows=n_rows)
+        grammar = classify(best_text, self.grammars, rows=n_rows)
         candidates = tuple(Candidate(r.text, round(min(1.0, r.score), 4), r.grammar)
                            for r in ranked_plates)
-        return OcrResult(best_text, round(conf, 4), grammar.name if grammar else _g, len(rows),
+        return OcrResult(best_text, round(conf, 4), grammar.name if grammar else _g, n_rows,
                          char_conf=tuple(round(c, 4) for c in best_conf),
                          candidates=candidates, raw=raw, ms=ms, extras={"grammar_gap": gap})
+
+    def _read_as(self, plate: np.ndarray, n: int) -> OcrResult:
+        if n == 1:
+            return self.read_rows([plate])
+        top, bottom = split_rows(plate)
+        if self.join_rows:
+            return self.read_rows([_join_rows(top, bottom)], plate_rows=2)
+        return self.read_rows([top, bottom])
 
     def read(self, crop: np.ndarray, rows: int | None = None) -> OcrResult:
         """Read a plate crop (BGR); `rows` None decides one or two rows from shape and scores."""
@@ -235,8 +252,7 @@ class PlateRecognizer:
         for n in options:
             if best is not None and best.grammar and best.confidence >= 0.9:
                 break
-            parts = [plate] if n == 1 else split_rows(plate)
-            res = self.read_rows(parts)
+            res = self._read_as(plate, n)
             if best is None or _better(res, best):
                 best = res
         assert best is not None
@@ -245,11 +261,19 @@ class PlateRecognizer:
             # (a cut-off edge or a row split through a character is the usual cause)
             for variant in _variants(plate):
                 for n in ([best.rows] if best.grammar else options):
-                    parts = [variant] if n == 1 else split_rows(variant)
-                    res = self.read_rows(parts)
+                    res = self._read_as(variant, n)
                     if _better(res, best):
                         best = res
         return OcrResult(**{**best.__dict__, "ms": (time.perf_counter() - t0) * 1000})
+
+
+def _join_rows(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """Both rows of a two-row plate side by side on one line (one recognizer run, not two)."""
+    h = REC_HEIGHT
+    a = cv2.resize(top, (max(8, round(top.shape[1] * h / top.shape[0])), h))
+    b = cv2.resize(bottom, (max(8, round(bottom.shape[1] * h / bottom.shape[0])), h))
+    gap = np.repeat(b[:, :1], h // 2, axis=1)
+    return np.hstack([a, gap, b])
 
 
 def _variants(plate: np.ndarray) -> list[np.ndarray]:
