@@ -176,6 +176,8 @@ class PlateRecognizer:
         probs = self.row_probs(rows)
         raw_parts = [greedy(p, self.charset)[0] for p in probs]
         raw = "".join(raw_parts).replace(" ", "")
+        # layouts more than 2 characters longer or shorter than the free read are not decoded
+        seen = [sum(1 for ch in part if ch not in " -.·") for part in raw_parts]
         blanks = [np.log(np.maximum(p[:, self._blank_idx].sum(axis=1), 1e-12)) for p in probs]
         free = 0.0
         for p, bl in zip(probs, blanks, strict=True):
@@ -193,6 +195,8 @@ class PlateRecognizer:
             confs: tuple[float, ...] = ()
             for i, pattern in enumerate(patterns):
                 key = (i, pattern)
+                if key not in decoded and abs(len(pattern) - seen[i]) > 2:
+                    decoded[key] = None
                 if key not in decoded:
                     idx, mask, alphabet, transfer = self._pattern(pattern)
                     own = probs[i][:, idx]
