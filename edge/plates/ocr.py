@@ -242,8 +242,13 @@ class PlateRecognizer:
             return self.read_rows([_join_rows(top, bottom)], plate_rows=2)
         return self.read_rows([top, bottom])
 
-    def read(self, crop: np.ndarray, rows: int | None = None) -> OcrResult:
-        """Read a plate crop (BGR); `rows` None decides one or two rows from shape and scores."""
+    def read(self, crop: np.ndarray, rows: int | None = None, *, thorough: bool = True
+             ) -> OcrResult:
+        """Read a plate crop (BGR); `rows` None decides one or two rows from shape and scores.
+
+        `thorough` False (live frames, where voting over frames follows) reads each crop once:
+        no second row count, no re-cuts of unsure crops.
+        """
         t0 = time.perf_counter()
         plate = rectify(crop)
         h, w = plate.shape[:2]
@@ -254,13 +259,13 @@ class PlateRecognizer:
                    else [1, 2] if ratio >= 2.4 else [2, 1])
         best: OcrResult | None = None
         for n in options:
-            if best is not None and best.grammar and best.confidence >= 0.9:
+            if best is not None and (not thorough or (best.grammar and best.confidence >= 0.9)):
                 break
             res = self._read_as(plate, n)
             if best is None or _better(res, best):
                 best = res
         assert best is not None
-        if best.confidence < self.retry_below:
+        if thorough and best.confidence < self.retry_below:
             # unsure: read slightly different cuts of the same crop and keep the surest reading
             # (a cut-off edge or a row split through a character is the usual cause)
             for variant in _variants(plate):

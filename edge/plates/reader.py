@@ -73,9 +73,9 @@ class PlateReader:
         self.detector = (PlateDetector(detector_model, threads=threads,
                                        conf=detector_confidence) if with_detector else None)
 
-    def read_container(self, crop: np.ndarray) -> ContainerOcr:
+    def read_container(self, crop: np.ndarray, thorough: bool = True) -> ContainerOcr:
         """Read an ISO 6346 number painted on a door; repair it only if exactly one fix fits."""
-        res = self.containers.read(crop, rows=1)
+        res = self.containers.read(crop, rows=1, thorough=thorough)
         text = iso6346.normalize_container(res.text)
         if iso6346.is_valid(text):
             return ContainerOcr(text, res.confidence, True, None, res.raw)
@@ -88,21 +88,28 @@ class PlateReader:
         return ContainerOcr(text, res.confidence * 0.5, False, None, res.raw)
 
     def read_frame(self, frame: np.ndarray, roi: tuple[int, int, int, int] | None = None,
-                   keep_crops: bool = False) -> list[FrameRead]:
-        """Detect every plate and container number in a frame and read each."""
+                   keep_crops: bool = False, thorough: bool = True) -> list[FrameRead]:
+        """Detect every plate and container number in a frame and read each.
+
+        `thorough` False is the live mode: one OCR pass per crop, because the multi-frame vote
+        that follows does what re-reading an unsure crop would (and a camera has 10 fps).
+        """
         if self.detector is None:
             raise RuntimeError("this reader was built without a detector")
         out: list[FrameRead] = []
         for det in self.detector.detect(frame, roi):
-            out.append(self._read_detection(frame, det, keep_crops))
+            out.append(self._read_detection(frame, det, keep_crops, thorough))
         return out
 
-    def _read_detection(self, frame: np.ndarray, det: Detection, keep: bool) -> FrameRead:
+    def _read_detection(self, frame: np.ndarray, det: Detection, keep: bool,
+                        thorough: bool) -> FrameRead:
         crop = crop_box(frame, det.box)
         if det.label == "container_number":
-            return FrameRead(det.label, det.box, det.score, container=self.read_container(crop),
+            return FrameRead(det.label, det.box, det.score,
+                             container=self.read_container(crop, thorough),
                              crop=crop if keep else None)
-        return FrameRead("plate", det.box, det.score, plate=self.recognizer.read(crop),
+        return FrameRead("plate", det.box, det.score,
+                         plate=self.recognizer.read(crop, thorough=thorough),
                          crop=crop if keep else None)
 
     def read_crop(self, crop: np.ndarray, rows: int | None = None) -> OcrResult:

@@ -71,7 +71,7 @@ def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
     errors = 0
     for now, frame in capture.frames(halt):
         try:
-            reads = reader.read_frame(frame, roi, keep_crops=True)
+            reads = reader.read_frame(frame, roi, keep_crops=True, thorough=False)
         except ValueError as exc:  # zero-size frame, ROI outside the picture
             errors += 1
             if errors == 1 or errors % 100 == 0:
