@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edge.domain import iso6346
@@ -125,11 +126,15 @@ class PlateReader:
         if self.detector is None or res.confidence >= self.recognizer.retry_below:
             return res
         h, w = crop.shape[:2]
-        for det in self.detector.detect(crop):
-            x0, y0, x1, y1 = det.box
-            if det.label != "plate" or (x1 - x0) * (y1 - y0) > 0.6 * w * h:
+        # the detector learnt plates a few percent of a scene wide: pad the crop to 3x so a
+        # plate that fills half of a loose crop looks like one it was trained on
+        canvas = cv2.copyMakeBorder(crop, h, h, w, w, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+        for det in self.detector.detect(canvas):
+            x0, y0, x1, y1 = (max(0, det.box[0] - w), max(0, det.box[1] - h),
+                              min(w, det.box[2] - w), min(h, det.box[3] - h))
+            if det.label != "plate" or x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) > 0.6 * w * h:
                 continue
-            inner = self.recognizer.read(crop_box(crop, det.box), rows)
+            inner = self.recognizer.read(crop_box(crop, (x0, y0, x1, y1)), rows)
             if (inner.grammar is not None, inner.confidence) > (res.grammar is not None,
                                                                 res.confidence):
                 res = inner
