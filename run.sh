@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gate-edge set-up and entry point for people and CI.
 #
-#   ./run.sh demo     set everything up, then run the whole gate on simulated hardware
+#   ./run.sh demo     set everything up, then run the demo checkpoint (gate-edge demo)
 #   ./run.sh test     set everything up, then run ruff, mypy and the full test suite
 #   ./run.sh setup    only set up (system packages, .venv, Python packages)
 #
@@ -58,15 +58,23 @@ install_python_packages() {
         say "creating virtual environment $VENV"
         "$python" -m venv "$VENV"
     fi
-    local stamp
-    stamp="$VENV/.gate-edge-$(sha1sum pyproject.toml | cut -c1-12)-${extras//,/-}"
-    if [ ! -f "$stamp" ]; then
-        say "installing gate-edge and its Python packages ($extras)"
-        "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e ".[$extras]"
-        rm -f "$VENV"/.gate-edge-*
-        touch "$stamp"
-    fi
+    # A stamp per pyproject.toml version and set of extras; a wider set satisfies a narrower.
+    local prefix
+    prefix="$VENV/.gate-edge-$(sha1sum pyproject.toml | cut -c1-12)"
+    local have extra ok
+    for have in "$prefix"-*; do
+        [ -f "$have" ] || continue
+        ok=1
+        for extra in ${extras//,/ }; do
+            case ",$(cat "$have")," in *",$extra,"*) ;; *) ok=0 ;; esac
+        done
+        [ "$ok" = 1 ] && return 0
+    done
+    say "installing gate-edge and its Python packages ($extras)"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+    rm -f "$VENV"/.gate-edge-*
+    echo "$extras" > "$prefix-${extras//,/-}"
 }
 
 cmd=${1:-help}

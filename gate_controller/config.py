@@ -19,11 +19,17 @@ class _Strict(BaseModel):
 class CoilMap(_Strict):
     """Coil addresses (Modbus function codes 01/05/15) of the board's relay outputs."""
 
-    barrier_open: int = Field(0, ge=0, le=65535, description="coil that drives the arm up")
-    barrier_close: int = Field(1, ge=0, le=65535, description="coil that drives the arm down")
-    green_light: int = Field(2, ge=0, le=65535, description="coil of the green traffic light")
-    red_light: int = Field(3, ge=0, le=65535, description="coil of the red traffic light")
-    buzzer: int = Field(4, ge=0, le=65535, description="coil of the buzzer/horn")
+    barrier_open: int = Field(default=0, ge=0, le=65535, description="coil that drives the arm up")
+    barrier_close: int = Field(
+        default=1, ge=0, le=65535,
+        description="coil that drives the arm down"
+    )
+    green_light: int = Field(
+        default=2, ge=0, le=65535,
+        description="coil of the green traffic light"
+    )
+    red_light: int = Field(default=3, ge=0, le=65535, description="coil of the red traffic light")
+    buzzer: int = Field(default=4, ge=0, le=65535, description="coil of the buzzer/horn")
 
     @model_validator(mode="after")
     def _distinct(self) -> CoilMap:
@@ -36,11 +42,20 @@ class CoilMap(_Strict):
 class InputMap(_Strict):
     """Discrete-input addresses (Modbus function code 02) of the lane sensors."""
 
-    entry_loop: int = Field(0, ge=0, le=65535, description="inductive loop before the arm")
-    exit_loop: int = Field(1, ge=0, le=65535, description="inductive loop under/after the arm")
-    photocell: int = Field(2, ge=0, le=65535, description="photocell beam across the arm's path")
-    arm_up_limit: int = Field(3, ge=0, le=65535, description="limit switch: arm fully up")
-    arm_down_limit: int = Field(4, ge=0, le=65535, description="limit switch: arm fully down")
+    entry_loop: int = Field(default=0, ge=0, le=65535, description="inductive loop before the arm")
+    exit_loop: int = Field(
+        default=1, ge=0, le=65535,
+        description="inductive loop under/after the arm"
+    )
+    photocell: int = Field(
+        default=2, ge=0, le=65535,
+        description="photocell beam across the arm's path"
+    )
+    arm_up_limit: int = Field(default=3, ge=0, le=65535, description="limit switch: arm fully up")
+    arm_down_limit: int = Field(
+        default=4, ge=0, le=65535,
+        description="limit switch: arm fully down"
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> InputMap:
@@ -54,25 +69,31 @@ class LaneTiming(_Strict):
     """Timings of the lane state machine, in seconds."""
 
     clear_settle_s: float = Field(
-        1.5, gt=0, le=30,
+        default=1.5, gt=0, le=30,
         description="how long loops and photocell must all read clear before the arm may close",
     )
     arm_travel_timeout_s: float = Field(
-        8.0, gt=0, le=60,
+        default=8.0, gt=0, le=60,
         description="an arm that has not reached its limit switch after this long is a fault",
     )
     token_ttl_s: float = Field(
-        30.0, gt=0, le=600, description="how long an open token from a decision stays usable"
+        default=30.0, gt=0, le=600,
+        description="how long an open token from a decision stays usable",
+    )
+    open_wait_s: float = Field(
+        default=30.0, gt=0, le=600,
+        description="an arm opened for a vehicle that never arrives closes after this long",
     )
     heartbeat_timeout_s: float = Field(
-        3.0, gt=0, le=60,
+        default=3.0, gt=0, le=60,
         description="gate-edge silent this long: refuse new openings and raise an alarm",
     )
     stuck_loop_s: float = Field(
-        300.0, gt=0, description="a loop occupied this long with no movement is reported stuck"
+        default=300.0, gt=0,
+        description="a loop occupied continuously this long is reported stuck (lane fault)",
     )
     poll_interval_s: float = Field(
-        0.05, gt=0, le=1, description="how often the inputs are polled (FC02)"
+        default=0.05, gt=0, le=1, description="how often the inputs are polled (FC02)"
     )
 
 
@@ -84,30 +105,39 @@ class RelayBoardConfig(_Strict):
         description="short id used in logs, IPC and systemd instance names (e.g. board1)",
     )
     type: Literal["modbus-rtu"] = Field(
-        "modbus-rtu", description="board protocol; only Modbus RTU over serial is supported"
+        default="modbus-rtu",
+        description="board protocol; only Modbus RTU over serial is supported",
     )
-    lane: str = Field(..., description="id of the lane (from 'lanes') whose barrier this board drives")
+    lane: str = Field(
+        ..., description="id of the lane (from 'lanes') whose barrier this board drives"
+    )
     port: str = Field(
         ...,
         description="serial device, e.g. /dev/gate-relay-1 (udev name) or a pyserial URL",
     )
     baudrate: Literal[9600, 19200, 38400, 57600, 115200] = Field(
-        19200, description="serial speed in baud; the line is always 8 data bits"
+        default=19200, description="serial speed in baud; the line is always 8 data bits"
     )
-    parity: Literal["N", "E", "O"] = Field("N", description="parity: N none, E even, O odd")
-    stopbits: Literal[1, 2] = Field(1, description="stop bits (Modbus RTU: 1 with parity, 2 without)")
-    slave_id: int = Field(1, ge=1, le=247, description="Modbus unit address of the board (1-247)")
-    timeout_s: float = Field(0.3, gt=0, le=5, description="response timeout per request")
-    retries: int = Field(2, ge=0, le=10, description="retries after a timeout or CRC error")
+    parity: Literal["N", "E", "O"] = Field(default="N", description="parity: N none, E even, O odd")
+    stopbits: Literal[1, 2] = Field(
+        default=1,
+        description="stop bits (Modbus RTU: 1 with parity, 2 without)"
+    )
+    slave_id: int = Field(
+        default=1, ge=1, le=247,
+        description="Modbus unit address of the board (1-247)"
+    )
+    timeout_s: float = Field(default=0.3, gt=0, le=5, description="response timeout per request")
+    retries: int = Field(default=2, ge=0, le=10, description="retries after a timeout or CRC error")
     inter_frame_gap_ms: float = Field(
-        5.0, ge=0, le=100,
+        default=5.0, ge=0, le=100,
         description="minimum silence between frames on the RS-485 bus (at least 3.5 chars)",
     )
     coils: CoilMap = Field(default_factory=CoilMap, description="coil addresses of the outputs")
     inputs: InputMap = Field(default_factory=InputMap, description="discrete inputs of sensors")
     timing: LaneTiming = Field(default_factory=LaneTiming, description="state machine timings")
     ipc_socket: str = Field(
-        "/run/gate-edge/controller-{name}.sock",
+        default="/run/gate-edge/controller-{name}.sock",
         description="Unix socket where gate-controller listens for gate-edge; {name} is replaced",
     )
 

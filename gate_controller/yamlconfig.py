@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -82,6 +82,11 @@ def read_yaml(path: Path) -> Any:
             [ConfigIssue(str(path), line, col, "", f"YAML syntax error: {problem}",
                          "fix the indentation or quoting at that line; "
                          "values with ':' or '#' need quotes")]
+        ) from None
+    except YAMLError as exc:  # e.g. a control character the reader refuses, with no mark
+        raise ConfigError(
+            [ConfigIssue(str(path), None, None, "", f"YAML error: {exc}",
+                         "remove control characters; save the file as plain UTF-8 text")]
         ) from None
     return data if data is not None else {}
 
@@ -185,7 +190,8 @@ def _parent_fields(model: type[BaseModel], loc: Sequence[str | int]) -> list[str
 
 
 def issues_from_validation(
-    exc: ValidationError, model: type[BaseModel], data: Any, file: str, prefix: Sequence[str] = ()
+    exc: ValidationError, model: type[BaseModel], data: Any, file: str,
+    prefix: Sequence[str | int] = (),
 ) -> list[ConfigIssue]:
     """Turn a pydantic ValidationError into located issues, one per error."""
     issues = []

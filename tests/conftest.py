@@ -26,3 +26,13 @@ def records(tmp_path: Path) -> Iterator[Records]:
     store = Records.open(tmp_path / "records.db")
     yield store
     store.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the browser tests last.
+
+    Playwright's sync API keeps an event loop running in the main thread for the rest of the
+    session once its (session-scoped) browser is up, after which ``asyncio.run`` in any later
+    test fails. Ordering them last keeps every suite runnable in one pytest process.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -10,6 +10,7 @@ officer console, MQTT) join this same command as they land.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from edge.cli.common import fail
 from edge.cli.match_cmd import decide_for, reads_from_json
-from edge.config import ConfigError, load_config
+from edge.config import ConfigError, GateEdgeConfig, load_config
 from edge.domain.model import HotlistEntry, Passage
 from edge.store import audit
 from edge.store.cache import ManifestCache
@@ -52,7 +53,8 @@ def demo(
         cfg = load_config(data / "gate-edge.demo.yaml")
     except ConfigError as exc:
         raise fail(exc.render()) from None
-    console = Console()
+    # Wide enough for the decision table when piped to a file or a CI log.
+    console = Console(width=None if sys.stdout.isatty() else 140)
     with tempfile.TemporaryDirectory(prefix="gate-edge-demo-") as tmp:
         workdir = keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +70,7 @@ def demo(
         raise typer.Exit(1)
 
 
-def _run(console: Console, cfg, cache: ManifestCache, records: Records,  # type: ignore[no-untyped-def]
+def _run(console: Console, cfg: GateEdgeConfig, cache: ManifestCache, records: Records,
          data: Path) -> int:
     summary = import_file(cache, data / "manifests.jsonl")
     now = datetime.now(UTC)

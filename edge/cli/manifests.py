@@ -7,6 +7,7 @@ load a USB-stick export during a long outage, and let an engineer look inside.
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edge.cli.common import CONFIG_OPTION, fail, load_or_exit
 from edge.domain.model import HotlistEntry
+from edge.domain.plates import PlateGrammar, default_grammars
+from edge.matching.matcher import CLOCK_SKEW
 from edge.store.cache import ManifestCache
 from edge.store.db import iso
 from edge.store.manifest_import import describe_validation_error, detect_format, import_file
@@ -30,11 +33,24 @@ CACHE_OPTION = typer.Option(
     None, "--cache", help="cache.db to use instead of the one under the config's storage.dir.")
 
 
-def open_cache(config: Path | None, cache: Path | None) -> ManifestCache:
-    """The cache named by --cache, else the configured one."""
+def open_cache(config: Path | None, cache: Path | None, *, readonly: bool = False) -> ManifestCache:
+    """The cache named by --cache, else the configured one.
+
+    Commands that only look (``show``, ``stats``, ``match``) open it read-only and refuse a
+    path that does not exist, so a typo never creates an empty cache that answers NO_MANIFEST.
+    """
     if cache is None:
         cache = load_or_exit(config).storage.cache_path
-    return ManifestCache.open(cache)
+    if readonly and not cache.is_file():
+        raise fail(f"no cache at {cache}; check --cache / storage.dir, or import manifests first")
+    return ManifestCache.open(cache, readonly=readonly)
+
+
+def _grammars(config: Path | None, cache: Path | None) -> list[PlateGrammar]:
+    """Plate grammars for import checks: the config's when one is given, else the built-in ones."""
+    if cache is not None and config is None and not os.environ.get("GATE_EDGE_CONFIG"):
+        return default_grammars()
+    return load_or_exit(config).grammars()
 
 
 @app.command("import")
@@ -52,15 +68,22 @@ def import_cmd(
 ) -> None:
     """Import declarations; bad lines are reported with their line number and skipped.
 
+    \b
     Examples:
-        gate-edge manifests import declarations.jsonl -c /etc/gate-edge/gate-edge.yaml
-
-        gate-edge manifests import export.csv --cache /var/lib/gate-edge/cache.db \\
-            --signed-at 2026-11-23T06:00:00+07:00
+      gate-edge manifests import declarations.jsonl -c /etc/gate-edge/gate-edge.yaml
+      gate-edge manifests import export.csv --cache /var/lib/gate-edge/cache.db \\
+          --signed-at 2026-11-23T06:00:00+07:00
 
     The format (one JSON object per line, or CSV with a header) is in docs/manifest-format.md.
     Exit status 0 if every line imported, 3 if some lines were rejected.
     """
+    if signed_at is not None:
+        if signed_at.tzinfo is None:
+            raise fail("--signed-at needs a UTC offset, e.g. 2026-11-23T06:00:00+07:00")
+        if signed_at > datetime.now(UTC) + CLOCK_SKEW:
+            raise fail(f"--signed-at {signed_at.isoformat()} is in the future; give the time the "
+                       "centre signed the export")
+    grammars = _grammars(config, cache)
     store = open_cache(config, cache)
     console = Console(stderr=True)
     try:
@@ -70,10 +93,8 @@ def import_cmd(
                       console=console, disable=quiet or total_bytes < 200_000) as progress:
             task = progress.add_task("import", total=None, name=file.name)
             summary = import_file(store, file, batch_size,
-                                  progress=lambda n: progress.advance(task, n))
+                                  progress=lambda n: progress.advance(task, n), grammars=grammars)
         if signed_at is not None:
-            if signed_at.tzinfo is None:
-                raise fail("--signed-at needs a UTC offset, e.g. 2026-11-23T06:00:00+07:00")
             store.set_meta(signed_at=iso(signed_at), source=f"file:{file.name}")
     finally:
         store.close()
@@ -100,7 +121,7 @@ def show_cmd(
 
     Example: gate-edge manifests show 105123456780 -c gate-edge.yaml
     """
-    store = open_cache(config, cache)
+    store = open_cache(config, cache, readonly=True)
     try:
         manifest = store.by_declaration(declaration_no)
     finally:
@@ -113,7 +134,7 @@ def show_cmd(
 @app.command("stats")
 def stats_cmd(config: Path | None = CONFIG_OPTION, cache: Path | None = CACHE_OPTION) -> None:
     """How many declarations are cached and how fresh the cache is."""
-    store = open_cache(config, cache)
+    store = open_cache(config, cache, readonly=True)
     try:
         meta = store.meta()
         count = store.count()
@@ -137,8 +158,10 @@ def hotlist_import(
 ) -> None:
     """Add or update hotlist entries from a JSON-lines file.
 
-    Each line: {"kind": "plate|container|seal|trader", "value": "...", "reason": "...",
-    "action": "hold|refer", "expires_at": "2026-12-31T00:00:00+07:00"}
+    \b
+    Each line:
+    {"kind": "plate|container|seal|trader", "value": "...", "reason": "...",
+     "action": "hold|refer", "expires_at": "2026-12-31T00:00:00+07:00"}
 
     Example: gate-edge hotlist import alerts.jsonl -c gate-edge.yaml
     """
@@ -164,7 +187,7 @@ def hotlist_import(
 @hotlist_app.command("list")
 def hotlist_list(config: Path | None = CONFIG_OPTION, cache: Path | None = CACHE_OPTION) -> None:
     """Print every hotlist entry as JSON lines."""
-    store = open_cache(config, cache)
+    store = open_cache(config, cache, readonly=True)
     try:
         for entry in store.hotlist():
             typer.echo(json.dumps(entry.model_dump(mode="json"), ensure_ascii=False))

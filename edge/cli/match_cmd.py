@@ -28,8 +28,11 @@ def reads_from_json(obj: Any) -> PassageReads:
     lane = obj.get("lane")
     filled = dict(obj)
     for key in ("tractor", "trailer", "containers", "seals"):
+        value = obj.get(key, []) or []
+        if not isinstance(value, list):
+            raise ValueError(f"'{key}' must be a list of reads, got {type(value).__name__}")
         items = []
-        for item in obj.get(key, []) or []:
+        for item in value:
             item = dict(item) if isinstance(item, dict) else item
             if isinstance(item, dict):
                 item.setdefault("lane", lane)
@@ -54,13 +57,16 @@ def match(
 ) -> None:
     """Print the decision (JSON, one line per input object) for the reads of a passage.
 
-    Input: {"lane": "in-1", "tractor": [{"text": "51C12345", "confidence": 0.97}],
-    "trailer": [...], "containers": [{"text": "MSKU1234565"}],
-    "seals": [{"reader": "bolt-1", "seal_id": "VNS1234567", "status": "intact"}]}
+    \b
+    Input:
+      {"lane": "in-1", "tractor": [{"text": "51C12345", "confidence": 0.97}],
+       "trailer": [...], "containers": [{"text": "MSKU1234565"}],
+       "seals": [{"reader": "bolt-1", "seal_id": "VNS1234567", "status": "intact"}]}
 
+    \b
     Example:
-        echo '{"lane":"in-1","tractor":[{"text":"51C12345","confidence":0.97}]}' \\
-            | gate-edge match -c gate-edge.yaml
+      echo '{"lane":"in-1","tractor":[{"text":"51C12345","confidence":0.97}]}' \\
+          | gate-edge match -c gate-edge.yaml
 
     Exit status 0 when every input was decided, 2 when an input was malformed.
     """
@@ -80,12 +86,21 @@ def match(
                 objects.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise fail(f"line {number}: bad JSON: {exc.msg} at column {exc.colno}") from None
-    store = ManifestCache.open(cache or cfg.storage.cache_path)
+    items = objects[0] if len(objects) == 1 and isinstance(objects[0], list) else objects
+    if not items:
+        raise fail("no reads in the input (an empty list)")
+    lanes = {lane.id for lane in cfg.lanes}
+    path = cache or cfg.storage.cache_path
+    if not path.is_file():
+        raise fail(f"no cache at {path}; check --cache / storage.dir, or import manifests first")
+    store = ManifestCache.open(path, readonly=True)
     bad = False
     try:
-        for obj in objects if not isinstance(objects[0], list) else objects[0]:
+        for obj in items:
             try:
                 reads = reads_from_json(obj)
+                if reads.lane not in lanes:
+                    raise ValueError(f"lane {reads.lane!r} is not configured; lanes: {sorted(lanes)}")
             except ValidationError as exc:
                 typer.echo(f"error: reads rejected: {describe_validation_error(exc)}", err=True)
                 bad = True

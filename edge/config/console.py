@@ -1,15 +1,80 @@
-"""``console``: the officer console (FastAPI) served by the daemon."""
+"""``console``: the officer console (FastAPI) served by the daemon.
+
+Secrets never live in the YAML file: the session-signing key comes from an environment variable
+or from a systemd credential (``LoadCredential=`` puts it under ``$CREDENTIALS_DIRECTORY``).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
 from pydantic import Field
 
-from edge.config.types import Section
+from edge.config.types import Duration, Section
+
+log = logging.getLogger(__name__)
 
 
 class ConsoleConfig(Section):
-    """Where the officer console listens."""
+    """Where the officer console listens and how it protects its sessions."""
 
     enabled: bool = Field(True, description="serve the officer console")
     host: str = Field("127.0.0.1", description="listen address; 0.0.0.0 for the officers' LAN")
     port: int = Field(8080, ge=1, le=65535, description="listen port")
+    session_secret_env: str = Field(
+        "GATE_EDGE_CONSOLE_SECRET",
+        description="environment variable holding the session-signing key (≥ 32 characters)")
+    session_secret_credential: str = Field(
+        "console-session-secret",
+        description="file name of the key under $CREDENTIALS_DIRECTORY (systemd LoadCredential=)")
+    session_max_age: Duration = Field(
+        timedelta(hours=12), description="a login lasts at most this long (one shift)")
+    secure_cookies: bool = Field(
+        True, description="mark the session cookie Secure (HTTPS only; browsers also accept it "
+                          "on http://localhost); set false only behind a TLS-terminating proxy "
+                          "that speaks plain HTTP to the console on another host")
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate: serve HTTPS directly (needed for Secure cookies on "
+                          "the officers' LAN unless a TLS proxy sits in front)")
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile")
+    max_failed_logins: int = Field(
+        5, ge=1, le=100, description="consecutive wrong passwords before the account is locked")
+    lockout: Duration = Field(
+        timedelta(minutes=15), description="how long a locked account stays locked")
+    login_attempts_per_minute: int = Field(
+        10, ge=1, le=1000, description="login attempts allowed per client address per minute")
+    max_body_bytes: int = Field(
+        65536, ge=1024, le=10_000_000, description="larger request bodies are refused with 413")
+    evidence_dir: Path | None = Field(
+        None, description="evidence images; default: storage.dir/evidence")
+    watch_interval: Duration = Field(
+        timedelta(seconds=1),
+        description="how often the console looks for passages other processes wrote to "
+                    "records.db (stand-alone console, demo)")
+
+    def session_secret(self) -> str:
+        """The key that signs session cookies: environment, then credential, else a random one.
+
+        A random key is safe but logs everyone out on restart, so it is logged as a warning.
+        """
+        value = os.environ.get(self.session_secret_env, "")
+        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not value and cred_dir:
+            path = Path(cred_dir) / self.session_secret_credential
+            if path.is_file():
+                value = path.read_text(encoding="utf-8").strip()
+        if value and len(value) < 32:
+            raise ValueError(f"console session secret from {self.session_secret_env} or "
+                             f"{self.session_secret_credential} is shorter than 32 characters; "
+                             "generate one with: python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(48))'")
+        if not value:
+            log.warning("no console session secret in $%s or $CREDENTIALS_DIRECTORY/%s; using a "
+                        "random one (officers are logged out when gate-edge restarts)",
+                        self.session_secret_env, self.session_secret_credential)
+            value = secrets.token_urlsafe(48)
+        return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.config.types import Section
 
@@ -32,3 +32,10 @@ class PlateGrammarConfig(Section):
                 raise ValueError(
                     f"template {template!r} may only use 9 @ * ^ / - . space, digits and A-Z")
         return value
+
+    @model_validator(mode="after")
+    def _provinces_when_used(self) -> PlateGrammarConfig:
+        if any("^" in t for t in self.templates) and not self.provinces:
+            raise ValueError("a template uses '^' (province character) but 'provinces' is empty; "
+                             "list the province characters, e.g. provinces: 京津沪")
+        return self

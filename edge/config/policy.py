@@ -18,7 +18,7 @@ class PolicyConfig(Section):
         description="channels whose released declarations may open the arm automatically; "
                     "others are referred (CHANNEL_REVIEW)")
     max_cache_age: Duration = Field(
-        timedelta(hours=6),
+        timedelta(hours=6), gt=timedelta(0), le=timedelta(days=30),
         description="if the newest signed batch is older than this, refer everything (CACHE_STALE)")
     min_plate_confidence: float = Field(
         0.80, ge=0, le=1, description="below this voted confidence a plate read is LOW_CONFIDENCE")

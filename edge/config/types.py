@@ -14,13 +14,16 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 
 def parse_duration(value: object) -> object:
     """Accept ``90s``, ``30m``, ``6h``, ``2d`` or a number of seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 30m, 6h or 2d")
-        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        if isinstance(value, str):
+            match = _DURATION.match(value)
+            if not match:
+                raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 30m, 6h or 2d")
+            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    except OverflowError:
+        raise ValueError(f"{value!r} is far too long a duration; write e.g. 6h") from None
     return value
 
 

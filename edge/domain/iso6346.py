@@ -96,11 +96,14 @@ def _position_options(pos: int, char: str) -> tuple[str, ...]:
 
 
 def repair(read: str) -> str | None:
-    """Return the one valid code a read can be repaired to, or None.
+    """Return the valid code a read certainly stands for, or None.
 
-    Characters of the wrong class for their position are always replaced (a letter among the
-    serial digits is certainly a confusion); at most one further look-alike substitution is
-    tried. If zero or several candidates pass the check digit, the read is not repaired.
+    Only characters of the wrong class for their position are replaced (a letter among the
+    serial digits, a digit in the owner code): those are certainly OCR confusions. A wrong
+    digit for another digit cannot be located by a check digit — it detects one error but
+    cannot say which character it was, and among the look-alike substitutions one passes by
+    chance about one time in ten — so such reads are left for the matcher, which may take a
+    read one look-alike away from a *declared* container (:func:`one_lookalike_apart`).
     """
     text = normalize_container(read)
     if len(text) != 11:
@@ -111,12 +114,23 @@ def repair(read: str) -> str | None:
     if any(not opts for opts in options):
         return None
     forced = "".join(opts[0] for opts in options)
-    candidates: set[str] = set()
-    if _FORMAT.match(forced) and is_valid(forced):
-        candidates.add(forced)
-    for pos, opts in enumerate(options):
-        for alt in opts[1:]:
-            candidate = forced[:pos] + alt + forced[pos + 1:]
-            if is_valid(candidate):
-                candidates.add(candidate)
-    return candidates.pop() if len(candidates) == 1 else None
+    if forced != text and is_valid(forced):
+        return forced
+    return None
+
+
+def one_lookalike_apart(read: str, code: str) -> bool:
+    """True when ``read`` differs from ``code`` in one position, by a look-alike character."""
+    read, code = normalize_container(read), normalize_container(code)
+    if len(read) != len(code):
+        return False
+    diffs = [(r, c) for r, c in zip(read, code, strict=True) if r != c]
+    if len(diffs) != 1:
+        return False
+    got, want = diffs[0]
+    return _looks_alike(got, want) or _looks_alike(want, got)
+
+
+def _looks_alike(a: str, b: str) -> bool:
+    return (b in _LOOKALIKE_DIGITS.get(a, "") or b in _LOOKALIKE_LETTERS.get(a, "")
+            or _AS_DIGIT.get(a) == b or b in _AS_LETTER.get(a, ""))

@@ -23,7 +23,7 @@ from ulid import ULID
 
 from edge.domain import iso6346
 from edge.domain.declarations import is_declaration_no, is_transit_mrn, normalize_reference
-from edge.domain.plates import normalize_plate
+from edge.domain.plates import PLATE_SEPARATORS, normalize_plate
 
 
 def utcnow() -> datetime:
@@ -116,7 +116,7 @@ class Manifest(_Model):
     """A pre-cleared declaration as held in the local cache."""
 
     declaration_no: str = Field(..., description="VN customs declaration number, 12 digits")
-    version: int = Field(1, ge=1, description="newer versions replace older ones")
+    version: int = Field(1, ge=1, le=2**63 - 1, description="newer versions replace older ones")
     transit_mrn: str | None = Field(None, description="transit MRN (18 chars with check char)")
     channel: Channel = Field(..., description="green, yellow or red")
     status: ManifestStatus = Field(..., description="cleared, released, held or cancelled")
@@ -135,7 +135,7 @@ class Manifest(_Model):
     def _declaration(cls, value: object) -> object:
         if isinstance(value, int):
             value = f"{value:012d}"
-        if isinstance(value, str) and len(value) == 12 and value.isdigit():
+        if isinstance(value, str) and len(value) == 12 and value.isascii() and value.isdigit():
             return value  # the usual form: nothing to normalize
         if isinstance(value, str):
             value = normalize_reference(value)
@@ -157,6 +157,10 @@ class Manifest(_Model):
     @classmethod
     def _plate(cls, value: object) -> object:
         if isinstance(value, str):
+            odd = sorted({ch for ch in value if not (ch.isalnum() or ch in PLATE_SEPARATORS)})
+            if odd:
+                raise ValueError(f"plate {value!r} contains {''.join(odd)!r}; only letters, "
+                                 "digits, spaces, '-', '.' and '·' belong on a plate")
             plate = normalize_plate(value)
             if value.strip() and not plate:
                 raise ValueError("plate has no letters or digits")
@@ -331,6 +335,7 @@ class ReasonCode(StrEnum):
     SEAL_UNEXPECTED = "SEAL_UNEXPECTED"
     SEAL_TAMPERED = "SEAL_TAMPERED"
     SEAL_MALFORMED = "SEAL_MALFORMED"
+    SEAL_STATUS_UNKNOWN = "SEAL_STATUS_UNKNOWN"
     HOTLIST_PLATE = "HOTLIST_PLATE"
     HOTLIST_CONTAINER = "HOTLIST_CONTAINER"
     HOTLIST_SEAL = "HOTLIST_SEAL"

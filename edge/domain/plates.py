@@ -36,6 +36,8 @@ VN_SERIES_LETTERS = "ABCDEFGHKLMNPSTUVXYZ"  # no I J O Q W (Circular 58/2020); R
 CN_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 CN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # GA 36-2018: no I, O
 _SEPARATORS = "-. "
+PLATE_SEPARATORS = " -.·/"
+"""Characters that may separate groups on a written plate; everything else must be a letter or digit."""
 _CLEAN = re.compile(r"^[A-Z0-9]+\Z")
 
 
@@ -213,6 +215,13 @@ VN_TRAILER = PlateGrammar(
     colours=("white", "yellow"),
     description="Vietnamese trailer and semi-trailer plate, series R (51R-012.34)",
 )
+VN_FOREIGN = PlateGrammar(
+    "VN-foreign", "VN",
+    ("99NG-999.99", "99NN-999.99", "99QT-999.99", "99NG/999.99", "99NN/999.99", "99QT/999.99"),
+    colours=("white",),
+    description="Vietnamese plates of diplomatic missions (NG), foreign organisations and staff "
+                "(NN) and international organisations (QT)",
+)
 VN_COMMERCIAL = PlateGrammar(
     "VN-commercial", "VN", VN_ONE_ROW.templates + VN_TWO_ROW.templates,
     colours=("yellow",),
@@ -228,7 +237,7 @@ CN_PLATE = PlateGrammar(
 
 def default_grammars() -> list[PlateGrammar]:
     """Grammars built into gate-edge; sites add Laos, Cambodia and others from config."""
-    return [VN_ONE_ROW, VN_TWO_ROW, VN_TRAILER, CN_PLATE]
+    return [VN_ONE_ROW, VN_TWO_ROW, VN_TRAILER, VN_FOREIGN, CN_PLATE]
 
 
 def classify(text: str, grammars: Sequence[PlateGrammar], colour: str | None = None,
@@ -243,8 +252,8 @@ def classify(text: str, grammars: Sequence[PlateGrammar], colour: str | None = N
         fitting = by_rows or fitting
     if not fitting:
         return None
-    # The trailer grammar is more specific than the general VN layouts.
-    fitting.sort(key=lambda g: g is not VN_TRAILER)
+    # The trailer and foreign grammars are more specific than the general VN layouts.
+    fitting.sort(key=lambda g: g not in (VN_TRAILER, VN_FOREIGN))
     return fitting[0]
 
 
@@ -260,14 +269,21 @@ def folded_match_allowed(read: str, plate: str, grammars: Sequence[PlateGrammar]
         return True
     if len(read_n) != len(plate_n) or fold_confusables(read_n) != fold_confusables(plate_n):
         return False
+    if any(g.matches(read_n) for g in grammars):
+        # The read is a well-formed plate of its own (51L0-123.45 vs 51LD-123.45): it may be
+        # a different vehicle, so it is never folded into the declared one.
+        return False
     grammar = classify(plate_n, grammars)
     if grammar is None:
         return False
-    classes = grammar.position_classes(plate_n)
-    if classes is None:
-        return False
-    for got, want, allowed in zip(read_n, plate_n, classes, strict=True):
-        if got != want and (got in allowed or got not in confusable_partners(want)):
+    # A character is a confusion only if no layout of the plate's length allows it there.
+    allowed_at: list[set[str]] = [set() for _ in plate_n]
+    for _, _, classes in grammar._compiled:
+        if len(classes) == len(plate_n):
+            for i, chars in enumerate(classes):
+                allowed_at[i].update(chars)
+    for got, want, possible in zip(read_n, plate_n, allowed_at, strict=True):
+        if got != want and (got in possible or got not in confusable_partners(want)):
             return False
     return True
 
@@ -325,3 +341,24 @@ def grammar_from_spec(name: str, country: str, templates: Sequence[str], letters
     """Build a data-driven grammar (Laos, Cambodia, ...) from config values."""
     return PlateGrammar(name, country, tuple(templates), letters=letters, provinces=provinces,
                         colours=tuple(colours), description=description)
+
+
+def plate_problems(tractor: str, trailer: str | None, grammars: Sequence[PlateGrammar]) -> list[str]:
+    """Why a declaration's plates cannot be right, per the grammars (empty when they can)."""
+    problems = []
+    names = ", ".join(g.name for g in grammars)
+    tractor_grammar = classify(tractor, grammars)
+    if tractor_grammar is None:
+        problems.append(f"tractor_plate {tractor!r} fits no plate grammar ({names}); foreign "
+                        "layouts are added under plate_grammars in the config")
+    elif tractor_grammar is VN_TRAILER:
+        problems.append(f"tractor_plate {tractor!r} is a trailer plate (VN series R); "
+                        "did the tractor and trailer plates swap?")
+    if trailer:
+        trailer_grammar = classify(trailer, grammars)
+        if trailer_grammar is None:
+            problems.append(f"trailer_plate {trailer!r} fits no plate grammar ({names})")
+        elif trailer_grammar.country == "VN" and trailer_grammar is not VN_TRAILER:
+            problems.append(f"trailer_plate {trailer!r} is not a VN trailer plate "
+                            "(trailers and semi-trailers carry series R, e.g. 51R-012.34)")
+    return problems

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +37,23 @@ from edge.store.db import Migration, connect, from_iso, iso, migrate
 log = logging.getLogger(__name__)
 
 _CHUNK = 500  # keeps IN (...) lists under SQLite's host-parameter limit
+
+
+# One secondary index per key the matcher looks up. Kept apart from the table definitions so a
+# bulk load into an empty cache can build them once, sorted, after the data is in.
+SECONDARY_INDEXES: dict[str, str] = {
+    # (folded, plate) serves both the exact lookup (folded = f(p) AND plate = p) and the
+    # confusable-folded lookup (folded = f(read)).
+    "idx_manifest_plates_folded_plate":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_plates_folded_plate ON manifest_plates(folded, plate)",
+    "idx_manifest_containers_container":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_containers_container ON manifest_containers(container)",
+    "idx_manifest_seals_seal":
+        "CREATE INDEX IF NOT EXISTS idx_manifest_seals_seal ON manifest_seals(seal_id)",
+    "idx_manifests_mrn":
+        "CREATE INDEX IF NOT EXISTS idx_manifests_mrn ON manifests(transit_mrn) "
+        "WHERE transit_mrn IS NOT NULL",
+}
 
 
 def _m001_manifests(db: sqlite_utils.Database) -> None:
@@ -66,16 +85,12 @@ def _m001_manifests(db: sqlite_utils.Database) -> None:
             folded TEXT NOT NULL,
             PRIMARY KEY (manifest_id, role)
         ) WITHOUT ROWID;
-        -- (folded, plate) serves both the exact lookup (folded = f(p) AND plate = p) and the
-        -- confusable-folded lookup (folded = f(read)).
-        CREATE INDEX idx_manifest_plates_folded_plate ON manifest_plates(folded, plate);
         CREATE TABLE manifest_containers (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
             container TEXT NOT NULL,
             PRIMARY KEY (manifest_id, position)
         ) WITHOUT ROWID;
-        CREATE INDEX idx_manifest_containers_container ON manifest_containers(container);
         CREATE TABLE manifest_seals (
             manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
@@ -84,9 +99,9 @@ def _m001_manifests(db: sqlite_utils.Database) -> None:
             container TEXT,
             PRIMARY KEY (manifest_id, position)
         ) WITHOUT ROWID;
-        CREATE INDEX idx_manifest_seals_seal ON manifest_seals(seal_id);
-        CREATE INDEX idx_manifests_mrn ON manifests(transit_mrn) WHERE transit_mrn IS NOT NULL;
     """)
+    for sql in SECONDARY_INDEXES.values():
+        db.execute(sql)
 
 
 def _m002_hotlist_meta(db: sqlite_utils.Database) -> None:
@@ -107,9 +122,20 @@ def _m002_hotlist_meta(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _m003_hotlist_folded(db: sqlite_utils.Database) -> None:
+    # Plates on the hotlist are also found through their confusable-folded form, so that an
+    # OCR slip (29C8B888 for 29C88888) cannot carry a wanted truck past the gate.
+    db.execute("ALTER TABLE hotlist ADD COLUMN folded TEXT")
+    for value, in db.execute("SELECT value FROM hotlist WHERE kind = 'plate'").fetchall():
+        db.execute("UPDATE hotlist SET folded = ? WHERE kind = 'plate' AND value = ?",
+                   [fold_confusables(value), value])
+    db.execute("CREATE INDEX idx_hotlist_folded ON hotlist(folded) WHERE folded IS NOT NULL")
+
+
 CACHE_MIGRATIONS = (
     Migration("0001_manifests_and_keys", _m001_manifests),
     Migration("0002_hotlist_and_cache_meta", _m002_hotlist_meta),
+    Migration("0003_hotlist_folded_plates", _m003_hotlist_folded),
 )
 
 
@@ -179,9 +205,45 @@ class ManifestCache:
         if not readonly:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = connect(path, "NORMAL", readonly=readonly, check_same_thread=check_same_thread)
+        cache = cls(db, path)
         if not readonly:
             migrate(db, path, CACHE_MIGRATIONS)
-        return cls(db, path)
+            cache.ensure_indexes()
+        return cache
+
+    def ensure_indexes(self) -> list[str]:
+        """Create any missing secondary index (after a bulk load that was interrupted)."""
+        present = {r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
+        missing = [name for name in SECONDARY_INDEXES if name not in present]
+        if missing:
+            started = time.perf_counter()
+            with self.db.atomic():
+                for name in missing:
+                    self.db.execute(SECONDARY_INDEXES[name])
+            log.info("built cache index(es) %s in %.1f s", ", ".join(missing),
+                     time.perf_counter() - started)
+        return missing
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[bool]:
+        """Load an *empty* cache without its secondary indexes, then build them sorted.
+
+        Inserting a million random plate/container/seal keys into live B-trees costs more
+        than the rest of the import; building each index once at the end is a sort. Yields
+        whether the fast path is taken (only when the cache is empty). If the process dies
+        before the end, :meth:`open` rebuilds the missing indexes.
+        """
+        if self.count() > 0:
+            yield False
+            return
+        with self.db.atomic():
+            for name in SECONDARY_INDEXES:
+                self.db.execute(f"DROP INDEX IF EXISTS {name}")
+        try:
+            yield True
+        finally:
+            self.ensure_indexes()
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL where possible)."""
@@ -300,14 +362,16 @@ class ManifestCache:
     def upsert_hotlist(self, entries: Iterable[HotlistEntry], now: datetime) -> int:
         """Add or update hotlist entries (``ON CONFLICT DO UPDATE``, never a delete+insert)."""
         rows = [(e.kind.value, e.value, e.reason, e.action,
-                 iso(e.expires_at) if e.expires_at else None, iso(now)) for e in entries]
+                 iso(e.expires_at) if e.expires_at else None, iso(now),
+                 fold_confusables(e.value) if e.kind is HotlistKind.PLATE else None)
+                for e in entries]
         with self.db.atomic():
             self.db.conn.executemany(
-                """INSERT INTO hotlist (kind, value, reason, action, expires_at, updated_at)
-                   VALUES (?,?,?,?,?,?)
+                """INSERT INTO hotlist (kind, value, reason, action, expires_at, updated_at, folded)
+                   VALUES (?,?,?,?,?,?,?)
                    ON CONFLICT(kind, value) DO UPDATE SET reason=excluded.reason,
                        action=excluded.action, expires_at=excluded.expires_at,
-                       updated_at=excluded.updated_at""",
+                       updated_at=excluded.updated_at, folded=excluded.folded""",
                 rows,
             )
         return len(rows)
@@ -386,13 +450,18 @@ class ManifestCache:
         return out
 
     def by_declaration(self, declaration_no: str) -> Manifest | None:
-        """The manifest with this declaration number (or transit MRN)."""
-        row = self.db.execute(
-            "SELECT id FROM manifests WHERE declaration_no = ? OR transit_mrn = ?",
-            [declaration_no, declaration_no],
-        ).fetchone()
-        found = self._load([row[0]]) if row else []
-        return found[0] if found else None
+        """The manifest with this declaration number, or the only one with this transit MRN."""
+        found = self.by_reference(declaration_no)
+        return found[0] if len(found) == 1 else None
+
+    def by_reference(self, reference: str) -> list[Manifest]:
+        """Manifests with this declaration number or transit MRN (an MRN may be shared)."""
+        rows = self.db.execute(
+            "SELECT id FROM manifests WHERE declaration_no = ? UNION "
+            "SELECT id FROM manifests WHERE transit_mrn = ?",
+            [reference, reference],
+        ).fetchall()
+        return self._load(r[0] for r in rows)
 
     def by_plate(self, plate: str, role: str | None = None) -> list[Manifest]:
         """Manifests whose tractor (or trailer) plate is exactly ``plate`` (normalized)."""
@@ -439,6 +508,21 @@ class ManifestCache:
             f"SELECT kind, value, reason, action, expires_at FROM hotlist "
             f"WHERE kind = ? AND value IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)",
             [kind.value, *norm, iso(now)],
+        ).fetchall()
+        return [HotlistEntry.model_construct(kind=HotlistKind(k), value=v, reason=r, action=a,
+                                             expires_at=from_iso(e) if e else None)
+                for k, v, r, a, e in rows]
+
+    def hotlist_plate_folded_hits(self, folded: Iterable[str], now: datetime) -> list[HotlistEntry]:
+        """Live plate entries whose folded form is one of ``folded``."""
+        keys = list({f for f in folded if f})
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        rows = self.db.execute(
+            f"SELECT kind, value, reason, action, expires_at FROM hotlist WHERE kind = 'plate' "
+            f"AND folded IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)",
+            [*keys, iso(now)],
         ).fetchall()
         return [HotlistEntry.model_construct(kind=HotlistKind(k), value=v, reason=r, action=a,
                                              expires_at=from_iso(e) if e else None)

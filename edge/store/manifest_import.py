@@ -15,15 +15,17 @@ import logging
 import multiprocessing
 import os
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from pydantic import ValidationError
 
 from edge.domain.model import Manifest
+from edge.domain.plates import PlateGrammar, default_grammars, plate_problems
 from edge.store.cache import ManifestCache, ManifestRows, UpsertResult, manifest_rows
 from edge.store.db import DEFAULT_CACHE_KIB
 
@@ -69,6 +71,10 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+_YES = {"1", "true", "yes", "y"}
+_NO = {"0", "false", "no", "n", ""}
+
+
 def _split(value: str) -> list[str]:
     return [v for v in (x.strip() for x in value.replace(";", " ").replace(",", " ").split()) if v]
 
@@ -78,13 +84,22 @@ def csv_row_to_record(row: dict[str, str]) -> dict[str, Any]:
     missing = [c for c in ("declaration_no", "channel", "status", "tractor_plate") if not row.get(c)]
     if missing:
         raise ValueError(f"missing column value(s): {', '.join(missing)}")
+    extra = row.get(None)  # type: ignore[call-overload]
+    if extra:
+        raise ValueError(f"{len(extra)} value(s) more than the header has columns: {extra!r}")
+    version = (row.get("version") or "1").strip()
+    if not version.isdigit():
+        raise ValueError(f"version: {version!r} is not a whole number")
+    aeo = (row.get("trader_aeo") or "no").strip().lower()
+    if aeo not in _YES | _NO:
+        raise ValueError(f"trader_aeo: {aeo!r} is not yes/no (also accepted: true/false, 1/0)")
     seals = []
     for item in _split(row.get("seals", "") or ""):
         seal_id, _, kind = item.partition(":")
         seals.append({"seal_id": seal_id, "type": kind or "bolt"})
     return {
         "declaration_no": row["declaration_no"],
-        "version": int(row.get("version") or 1),
+        "version": int(version),
         "transit_mrn": row.get("transit_mrn") or None,
         "channel": row["channel"],
         "status": row["status"],
@@ -93,7 +108,7 @@ def csv_row_to_record(row: dict[str, str]) -> dict[str, Any]:
         "containers": _split(row.get("containers", "") or ""),
         "seals": seals,
         "trader": {"tax_code": row.get("trader_tax_code", ""), "name": row.get("trader_name", ""),
-                   "aeo": (row.get("trader_aeo") or "").strip().lower() in {"1", "true", "yes"}},
+                   "aeo": aeo in _YES},
         "gates": _split(row.get("gates", "") or ""),
         "lanes": _split(row.get("lanes", "") or ""),
         "valid_from": row.get("valid_from", ""),
@@ -101,15 +116,38 @@ def csv_row_to_record(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def parse_jsonl(stream: Iterable[str], first_line: int = 1
+def _checked(number: int, manifest: Manifest, grammars: Sequence[PlateGrammar]
+             ) -> Manifest | ImportIssue:
+    problems = plate_problems(manifest.tractor_plate, manifest.trailer_plate, grammars)
+    if problems:
+        return ImportIssue(number, manifest.declaration_no, "; ".join(problems))
+    return manifest
+
+
+def parse_jsonl(stream: Iterable[str | bytes], first_line: int = 1,
+                grammars: Sequence[PlateGrammar] | None = None
                 ) -> Iterator[tuple[int, Manifest | ImportIssue]]:
-    """Yield (line number, Manifest or the reason it was rejected); blank/# lines skipped."""
-    for number, line in enumerate(stream, start=first_line):
+    """Yield (line number, Manifest or the reason it was rejected); blank/# lines skipped.
+
+    Lines may be bytes, so that one line that is not UTF-8 is reported on its own instead of
+    stopping the file.
+    """
+    grammars = grammars if grammars is not None else default_grammars()
+    for number, raw in enumerate(stream, start=first_line):
+        if isinstance(raw, bytes):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, ImportIssue(number, None, f"not UTF-8 text: byte 0x{raw[exc.start]:02x}"
+                                          f" at column {exc.start + 1}; save the file as UTF-8")
+                continue
+        else:
+            line = raw
         text = line.strip()
         if not text or text.startswith("#"):
             continue
         try:
-            yield number, Manifest.model_validate_json(text)
+            yield number, _checked(number, Manifest.model_validate_json(text), grammars)
         except ValidationError as exc:
             decl = None
             try:
@@ -124,13 +162,14 @@ def parse_jsonl(stream: Iterable[str], first_line: int = 1
                 yield number, ImportIssue(number, decl, describe_validation_error(exc))
 
 
-def _validate_chunk(chunk: tuple[int, list[str]]) -> tuple[int, list[ManifestRows], list[ImportIssue]]:
+def _validate_chunk(chunk: tuple[int, list[bytes], Sequence[PlateGrammar]]
+                    ) -> tuple[int, list[ManifestRows], list[ImportIssue]]:
     """Worker side of a parallel import: validate and flatten, return plain tuples."""
-    first, lines = chunk
+    first, lines, grammars = chunk
     rows: list[ManifestRows] = []
     issues: list[ImportIssue] = []
     read = 0
-    for _, item in parse_jsonl(lines, first):
+    for _, item in parse_jsonl(lines, first, grammars):
         read += 1
         if isinstance(item, ImportIssue):
             issues.append(item)
@@ -139,7 +178,7 @@ def _validate_chunk(chunk: tuple[int, list[str]]) -> tuple[int, list[ManifestRow
     return read, rows, issues
 
 
-def _line_chunks(stream: TextIO, size: int) -> Iterator[tuple[int, list[str]]]:
+def _line_chunks(stream: BinaryIO, size: int) -> Iterator[tuple[int, list[bytes]]]:
     first, lines = 1, []
     for line in stream:
         lines.append(line)
@@ -152,7 +191,8 @@ def _line_chunks(stream: TextIO, size: int) -> Iterator[tuple[int, list[str]]]:
 
 
 def import_jsonl_parallel(cache: ManifestCache, path: Path, workers: int, batch_size: int = 5000,
-                          progress: Callable[[int], None] | None = None) -> ImportSummary:
+                          progress: Callable[[int], None] | None = None,
+                          grammars: Sequence[PlateGrammar] | None = None) -> ImportSummary:
     """Validate in ``workers`` processes while this process is the single SQLite writer.
 
     JSON parsing and validation cost more than the inserts, so on a 2-core gate PC two
@@ -160,7 +200,8 @@ def import_jsonl_parallel(cache: ManifestCache, path: Path, workers: int, batch_
     """
     summary = ImportSummary()
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds SQLite
-    with path.open(encoding="utf-8") as stream, \
+    grammars = tuple(grammars if grammars is not None else default_grammars())
+    with path.open("rb") as stream, \
             ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: deque[Future[tuple[int, list[ManifestRows], list[ImportIssue]]]] = deque()
         chunks = _line_chunks(stream, batch_size)
@@ -170,14 +211,14 @@ def import_jsonl_parallel(cache: ManifestCache, path: Path, workers: int, batch_
             summary.read += read
             summary.rejected.extend(issues)
             for issue in issues:
-                log.warning("manifest line %d rejected: %s", issue.line, issue.reason)
+                log.info("manifest line %d rejected: %s", issue.line, issue.reason)
             if rows:
                 summary.written += cache.upsert_rows(rows)
             if progress:
                 progress(len(rows))
 
         for chunk in chunks:
-            pending.append(pool.submit(_validate_chunk, chunk))
+            pending.append(pool.submit(_validate_chunk, (*chunk, grammars)))
             if len(pending) >= workers * 2:
                 drain_one()
         while pending:
@@ -185,8 +226,10 @@ def import_jsonl_parallel(cache: ManifestCache, path: Path, workers: int, batch_
     return summary
 
 
-def parse_csv(stream: TextIO) -> Iterator[tuple[int, Manifest | ImportIssue]]:
+def parse_csv(stream: TextIO, grammars: Sequence[PlateGrammar] | None = None
+              ) -> Iterator[tuple[int, Manifest | ImportIssue]]:
     """Yield (line number, Manifest or reason) for a CSV file with a header row."""
+    grammars = grammars if grammars is not None else default_grammars()
     reader = csv.DictReader(stream)
     unknown = set(reader.fieldnames or ()) - set(CSV_COLUMNS)
     if unknown:
@@ -196,7 +239,7 @@ def parse_csv(stream: TextIO) -> Iterator[tuple[int, Manifest | ImportIssue]]:
     for row in reader:
         number = reader.line_num
         try:
-            yield number, Manifest.model_validate(csv_row_to_record(row))
+            yield number, _checked(number, Manifest.model_validate(csv_row_to_record(row)), grammars)
         except ValidationError as exc:
             yield number, ImportIssue(number, row.get("declaration_no"),
                                       describe_validation_error(exc))
@@ -227,7 +270,7 @@ def import_records(cache: ManifestCache, records: Iterable[tuple[int, Manifest |
         summary.read += 1
         if isinstance(item, ImportIssue):
             summary.rejected.append(item)
-            log.warning("manifest line %d rejected: %s", item.line, item.reason)
+            log.info("manifest line %d rejected: %s", item.line, item.reason)
             continue
         batch.append(item)
         if len(batch) >= batch_size:
@@ -242,7 +285,8 @@ BULK_CACHE_KIB = 512 * 1024
 
 def import_file(cache: ManifestCache, path: Path, batch_size: int = 5000,
                 progress: Callable[[int], None] | None = None,
-                workers: int | None = None) -> ImportSummary:
+                workers: int | None = None,
+                grammars: Sequence[PlateGrammar] | None = None) -> ImportSummary:
     """Import a .jsonl/.json or .csv manifest file.
 
     Large JSON-lines files are validated by worker processes (``workers``; default: one per
@@ -259,11 +303,14 @@ def import_file(cache: ManifestCache, path: Path, batch_size: int = 5000,
         # into the database once instead of once per 1,000 WAL pages (~10 us/manifest at 1M).
         cache.db.execute("PRAGMA wal_autocheckpoint=100000")
     try:
-        if workers > 1 and detect_format(path) == "jsonl":
-            return import_jsonl_parallel(cache, path, workers, batch_size, progress)
-        with path.open(encoding="utf-8", newline="") as stream:
-            parser = parse_csv if detect_format(path) == "csv" else parse_jsonl
-            return import_records(cache, parser(stream), batch_size, progress)
+        with cache.bulk_load() if large else nullcontext(False):
+            if detect_format(path) == "csv":
+                return import_records(cache, _csv_records(path, grammars), batch_size, progress)
+            if workers > 1:
+                return import_jsonl_parallel(cache, path, workers, batch_size, progress, grammars)
+            with path.open("rb") as stream:
+                return import_records(cache, parse_jsonl(stream, 1, grammars), batch_size,
+                                      progress)
     finally:
         if large:
             cache.db.execute(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
@@ -271,7 +318,23 @@ def import_file(cache: ManifestCache, path: Path, batch_size: int = 5000,
             cache.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def import_text(cache: ManifestCache, text: str, fmt: str = "jsonl") -> ImportSummary:
+def _csv_records(path: Path, grammars: Sequence[PlateGrammar] | None
+                 ) -> Iterator[tuple[int, Manifest | ImportIssue]]:
+    """CSV needs the whole file as text: a file that is not UTF-8 is one issue, named by line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        yield line, ImportIssue(line, None, f"not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                                "save the file as 'CSV UTF-8'")
+        return
+    yield from parse_csv(io.StringIO(text, newline=""), grammars)
+
+
+def import_text(cache: ManifestCache, text: str, fmt: str = "jsonl",
+                grammars: Sequence[PlateGrammar] | None = None) -> ImportSummary:
     """Import from a string (tests, the API)."""
-    parser = parse_csv if fmt == "csv" else parse_jsonl
-    return import_records(cache, parser(io.StringIO(text)))
+    if fmt == "csv":
+        return import_records(cache, parse_csv(io.StringIO(text), grammars))
+    return import_records(cache, parse_jsonl(io.StringIO(text), 1, grammars))

@@ -94,3 +94,14 @@ def mark_sent(db: sqlite_utils.Database, seqs: list[int], at: datetime) -> None:
 def depth(db: sqlite_utils.Database) -> int:
     """How many rows still wait for delivery (a health figure and a metric)."""
     return int(db.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+
+
+def note_attempt(db: sqlite_utils.Database, first_seq: int, last_seq: int) -> None:
+    """Count one more delivery attempt for the unsent rows in [first_seq, last_seq].
+
+    A row whose attempts keep rising while the link is up is one the broker keeps refusing
+    (an ACL or quota problem), which the health page can point at.
+    """
+    with db.atomic():
+        db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq BETWEEN ? AND ? "
+                   "AND sent_at IS NULL", [first_seq, last_seq])

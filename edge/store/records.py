@@ -62,10 +62,29 @@ def _m003_audit(db: sqlite_utils.Database) -> None:
     audit.create_table(db)
 
 
+def _m004_console_users(db: sqlite_utils.Database) -> None:
+    # Officer console accounts (edge/console/users.py). Here, not in the console package, so
+    # every opener of records.db knows every migration the file may carry.
+    db.executescript("""
+        CREATE TABLE console_users (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL CHECK (role IN ('officer', 'supervisor', 'admin')),
+            password_hash TEXT NOT NULL,
+            failed_logins INTEGER NOT NULL DEFAULT 0,
+            locked_until TEXT,
+            session_epoch INTEGER NOT NULL DEFAULT 0,
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+    """)
+
+
 RECORDS_MIGRATIONS = (
     Migration("0001_passages_and_decisions", _m001_passages),
     Migration("0002_outbox", _m002_outbox),
     Migration("0003_audit_chain", _m003_audit),
+    Migration("0004_console_users", _m004_console_users),
 )
 
 

@@ -37,9 +37,18 @@ def test_repair_of_a_letter_among_digits() -> None:
     assert iso6346.repair("MSKU1Z34565") == "MSKU1234565"
 
 
-def test_repair_refuses_when_nothing_or_several_candidates_pass() -> None:
-    assert iso6346.repair("CSQU3054388") is None  # no single look-alike fix passes
+def test_repair_refuses_digit_for_digit_errors() -> None:
+    # A check digit detects one wrong digit but cannot locate it: never "repaired".
+    assert iso6346.repair("CSQU3054388") is None
+    assert iso6346.repair("MSKU1134565") is None
     assert iso6346.repair("XXXX") is None
+
+
+def test_one_lookalike_apart() -> None:
+    assert iso6346.one_lookalike_apart("MSKU1284565", "MSKU1234565")  # 8 for 3
+    assert iso6346.one_lookalike_apart("MSKU1Z34565", "MSKU1234565")
+    assert not iso6346.one_lookalike_apart("MSKU1134565", "MSKU1234565")  # 1 for 2
+    assert not iso6346.one_lookalike_apart("MSKU1284566", "MSKU1234565")  # two changes
 
 
 codes = st.builds(
@@ -56,13 +65,18 @@ def test_generated_codes_validate_and_any_single_digit_change_is_caught(code: st
 
 
 @given(codes, st.integers(min_value=4, max_value=9))
-def test_repair_never_returns_an_invalid_code(code: str, pos: int) -> None:
+def test_letter_for_digit_misreads_are_always_repaired_to_the_true_code(code: str, pos: int) -> None:
     swap = {"0": "O", "1": "I", "2": "Z", "5": "S", "6": "G", "8": "B"}
     misread = code[:pos] + swap.get(code[pos], code[pos]) + code[pos + 1:]
-    fixed = iso6346.repair(misread)
-    assert fixed is None or iso6346.is_valid(fixed)
-    if misread == code:
-        assert fixed == code
+    assert iso6346.repair(misread) == code
+
+
+@given(codes, st.integers(min_value=4, max_value=10), st.sampled_from("0123456789"))
+def test_repair_never_invents_a_different_container(code: str, pos: int, digit: str) -> None:
+    misread = code[:pos] + digit + code[pos + 1:]
+    if misread != code and iso6346.is_valid(misread):
+        return  # a check digit cannot catch this misread (mod 11 mod 10 maps 10 to 0)
+    assert iso6346.repair(misread) in (None, code)
 
 
 def test_declaration_numbers() -> None:

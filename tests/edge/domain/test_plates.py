@@ -152,3 +152,16 @@ def test_confusing_a_serial_digit_is_always_repaired(plate: str, pos: int) -> No
     misread = plate[:pos] + swap[plate[pos]] + plate[pos + 1:]
     assert folded_match_allowed(misread, plate, GRAMMARS)
     assert rank_candidates([(misread, 0.9)], GRAMMARS)[0].text == plate
+
+
+cn_plates = st.builds(
+    lambda prov, letter, tail: prov + letter + tail,
+    st.sampled_from(list("京沪粤桂皖云")), st.sampled_from(list("ABCDEFGHJKLMNPQRSTUVWXYZ")),
+    st.from_regex(r"\A[A-HJ-NP-Z0-9]{5,6}\Z"),
+)
+
+
+@given(cn_plates)
+def test_cn_round_trip(plate: str) -> None:
+    assert classify(plate, GRAMMARS) is CN_PLATE
+    assert normalize_plate(f" {plate[0]}{plate[1]}·{plate[2:]} ") == plate

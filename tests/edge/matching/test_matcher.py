@@ -58,7 +58,7 @@ def test_folded_match_can_be_switched_off(fresh: ManifestCache) -> None:
     assert d.reasons == (ReasonCode.NO_MANIFEST,)
 
 
-def test_declaration_number_identifies_when_plate_unreadable(fresh: ManifestCache) -> None:
+def test_declaration_number_confirmed_by_the_plate_opens(fresh: ManifestCache) -> None:
     d = run(fresh, reads(tractor="51C12345", declaration_no="105123456780"))
     assert d.outcome is Outcome.OPEN and d.plate_match == "declaration"
 
@@ -105,6 +105,9 @@ CASES: list[tuple[ReasonCode, Callable[[ManifestCache], Any], Outcome]] = [
                                                          ("VNS0000001", "intact"))), Outcome.REFER),
     (ReasonCode.SEAL_TAMPERED, lambda c: reads(seals=(("VNS1234567", "tampered"),)), Outcome.REFER),
     (ReasonCode.SEAL_TAMPERED, lambda c: reads(seals=(("VNS1234567", "opened"),)), Outcome.REFER),
+    (ReasonCode.SEAL_STATUS_UNKNOWN, lambda c: (_seed(c, seals=[
+        {"seal_id": "ES00012345", "type": "e-seal"}]), reads(seals=(("ES00012345", "unknown"),)))[1],
+     Outcome.REFER),
     (ReasonCode.SEAL_MALFORMED, lambda c: reads(seals=()).model_copy(update={"seals": (
         SealRead(lane="in-1", reader="bolt-1", seal_id="??", malformed=True),)}), Outcome.REFER),
     (ReasonCode.HOTLIST_PLATE, lambda c: (c.upsert_hotlist([HotlistEntry(
@@ -180,3 +183,70 @@ def test_candidates_beyond_the_voted_text_are_tried(fresh: ManifestCache) -> Non
     # Found, but only through a lower-ranked reading: an officer confirms.
     assert d.declaration_no == "105123456780" and d.outcome is Outcome.REFER
     assert d.reasons == (ReasonCode.LOW_CONFIDENCE,)
+
+
+def test_bolt_seal_without_status_is_fine_but_eseal_is_not(fresh: ManifestCache) -> None:
+    assert run(fresh, reads(seals=(("VNS1234567", "unknown"),))).outcome is Outcome.OPEN
+
+
+def test_two_confident_different_plates_in_one_passage_never_open(fresh: ManifestCache) -> None:
+    r = reads()
+    other = PlateRead(lane="in-1", text="29C99999", confidence=0.95)
+    d = run(fresh, r.model_copy(update={"tractor": (*r.tractor, other)}))
+    assert d.outcome is Outcome.REFER and ReasonCode.PLATE_MISMATCH in d.reasons
+
+
+def test_declaration_path_does_not_accept_a_candidate_only_plate(fresh: ManifestCache) -> None:
+    odd = PlateRead(lane="in-1", text="29C99999", confidence=0.97,
+                    candidates=[{"text": "51C12345", "confidence": 0.01}])  # type: ignore[list-item]
+    r = reads(declaration_no="105123456780")
+    d = run(fresh, r.model_copy(update={"tractor": (odd,)}))
+    assert d.outcome is Outcome.REFER and d.reasons == (ReasonCode.LOW_CONFIDENCE,)
+
+
+def test_trailer_only_among_candidates_is_low_confidence(fresh: ManifestCache) -> None:
+    r = reads()
+    trailer = PlateRead(lane="in-1", role="trailer", text="29R99999", confidence=0.99,
+                        candidates=[{"text": "51R01234", "confidence": 0.01}])  # type: ignore[list-item]
+    d = run(fresh, r.model_copy(update={"trailer": (trailer,)}))
+    assert d.outcome is Outcome.REFER and d.reasons == (ReasonCode.LOW_CONFIDENCE,)
+
+
+def test_a_valid_plate_is_never_folded_into_another(fresh: ManifestCache) -> None:
+    _seed(fresh, tractor_plate="51LD12345")
+    assert run(fresh, reads(tractor="51L012345")).reasons == (ReasonCode.NO_MANIFEST,)
+
+
+def test_cache_signed_in_the_future_is_distrusted(fresh: ManifestCache) -> None:
+    fresh.set_meta(signed_at=(NOW + timedelta(days=30)).isoformat())
+    d = run(fresh, reads())
+    assert d.reasons == (ReasonCode.CACHE_STALE,) and "future" in d.details[0]
+
+
+def test_container_one_lookalike_from_declared_is_taken_with_a_note(fresh: ManifestCache) -> None:
+    # MSKU1234S65 -> class fix S->5 is forced (repair); MSKU1284565 (3 read as 8) fails the
+    # check digit and is one look-alike from the declared number.
+    d = run(fresh, reads(containers=("MSKU1284565",)))
+    assert d.outcome is Outcome.OPEN and any("taken as declared MSKU1234565" in x for x in d.details)
+    d = run(fresh, reads(containers=("MSKU1134565",)))  # 1 for 2 is no look-alike
+    assert ReasonCode.CONTAINER_CHECK_DIGIT in d.reasons
+
+
+def test_hotlisted_plate_misread_still_stops_the_truck(fresh: ManifestCache) -> None:
+    fresh.upsert_hotlist([HotlistEntry(kind=HotlistKind.PLATE, value="29C88888", reason="AS-7")],
+                         NOW)
+    d = run(fresh, reads(tractor="29C8B888"))  # B cannot be a serial digit: certainly 8
+    assert d.outcome is Outcome.HOLD and ReasonCode.HOTLIST_PLATE in d.reasons
+    odd = PlateRead(lane="in-1", text="29C66666", confidence=0.9,
+                    candidates=[{"text": "29C88888", "confidence": 0.2}])  # type: ignore[list-item]
+    d = run(fresh, reads().model_copy(update={"tractor": (odd,)}))
+    assert d.outcome is Outcome.REFER and ReasonCode.HOTLIST_PLATE in d.reasons
+
+
+def test_shared_transit_mrn_is_ambiguous(fresh: ManifestCache) -> None:
+    mrn = "26VN000012345678T2"
+    fresh.upsert_manifests([manifest(version=5, transit_mrn=mrn),
+                            manifest(declaration_no="105123456781", transit_mrn=mrn,
+                                     tractor_plate="29C73804")])
+    d = run(fresh, reads(declaration_no=mrn))
+    assert ReasonCode.AMBIGUOUS_MANIFEST in d.reasons and d.outcome is Outcome.REFER

@@ -8,7 +8,7 @@ import pytest
 
 from edge.domain.model import HotlistEntry, HotlistKind
 from edge.domain.plates import fold_confusables
-from edge.store.cache import CACHE_MIGRATIONS, ManifestCache
+from edge.store.cache import CACHE_MIGRATIONS, SECONDARY_INDEXES, ManifestCache
 from edge.store.db import MigrationError, applied_migrations, connect, migrate
 from tests.factories import NOW, manifest
 
@@ -127,3 +127,33 @@ def test_meta_and_signed_at(cache: ManifestCache) -> None:
     cache.set_meta(signed_at=NOW.isoformat(), seq="3")
     assert cache.signed_at() == NOW
     assert cache.meta()["seq"] == "3"
+
+
+def _index_names(cache: ManifestCache) -> set[str]:
+    return {r[0] for r in cache.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+
+
+def test_bulk_load_builds_indexes_after_the_data(cache: ManifestCache) -> None:
+    with cache.bulk_load() as fast:
+        assert fast and "idx_manifest_plates_folded_plate" not in _index_names(cache)
+        cache.upsert_manifests([manifest()])
+    assert set(SECONDARY_INDEXES) <= _index_names(cache)
+    assert [m.declaration_no for m in cache.by_plate("51C12345")] == ["105123456780"]
+    with cache.bulk_load() as fast:  # not empty any more: indexes stay live
+        assert not fast and set(SECONDARY_INDEXES) <= _index_names(cache)
+
+
+def test_interrupted_bulk_load_is_healed_on_open(tmp_path: Path) -> None:
+    cache = ManifestCache.open(tmp_path / "cache.db")
+    with pytest.raises(KeyboardInterrupt), cache.bulk_load():
+        cache.upsert_manifests([manifest()])
+        # Simulate the process dying before the indexes are rebuilt:
+        cache.ensure_indexes = lambda: []  # type: ignore[method-assign]
+        raise KeyboardInterrupt
+    cache.close()
+    reopened = ManifestCache.open(tmp_path / "cache.db")
+    try:
+        assert set(SECONDARY_INDEXES) <= _index_names(reopened)
+        assert reopened.by_container("MSKU1234565")[0].declaration_no == "105123456780"
+    finally:
+        reopened.close()

@@ -1,0 +1,1 @@
+"""Simulated central customs system (``gate-sim central``) and a local Mosquitto runner."""
