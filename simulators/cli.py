@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from edge.logging_setup import configure_logging
+from simulators.camera import cli as camera_cli
 from simulators.central.cli import central
 from simulators.relay_board.cli import relay_board
 from simulators.seals import cli as seals_cli
@@ -43,6 +44,7 @@ app.command("seal-reader")(seals_cli.seal_reader)
 app.command("barcode-scanner")(seals_cli.barcode_scanner)
 app.command("central")(central)
 app.command("relay-board")(relay_board)
+app.command("camera")(camera_cli.camera)
 
 
 def main() -> None:

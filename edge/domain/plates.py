@@ -106,6 +106,11 @@ class PlateGrammar:
                 raise ValueError(f"grammar {self.name}: unknown template character {ch!r}")
         return tuple(out)
 
+    @property
+    def layouts(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """``(template, allowed characters per position)`` pairs, for grammar-constrained OCR."""
+        return tuple((template, classes) for template, _, classes in self._compiled)
+
     @cached_property
     def rows(self) -> frozenset[int]:
         """Row counts this grammar's layouts have (1, 2 or both)."""
@@ -197,7 +202,11 @@ VN_ONE_ROW = PlateGrammar(
 )
 VN_TWO_ROW = PlateGrammar(
     "VN-2row", "VN",
-    ("99@/9999", "99@/999.99", "99@@/999.99", "99@9/999.99", "99@9/9999"),
+    ("99@/9999", "99@/999.99", "99@@/999.99", "99@9/999.99", "99@9/9999",
+     # motorbike series R + digit (53-R8 / 8556): R is reserved for trailers on cars only
+     "99R9/999.99", "99R9/9999",
+     # electric motorbikes, series MĐ + digit (29-MD1 / 123.45)
+     "99@@9/999.99"),
     colours=("white", "blue"),
     description="Vietnamese two-row plate: car/truck rear (29C / 738.04), motorbike (59X1 / 123.45)",
 )

@@ -1,0 +1,197 @@
+"""Plate-reading accuracy on data no model trained on, stage by stage.
+
+    python benchmarks/bench_plate_accuracy.py [--limit N] [--errors]
+
+- VN crops: vn_plates/verified.csv (hand-checked; its crops and texts are kept out of training),
+  text_verified, verdict != unreadable (strict); one-row and two-row separately.
+- CN crops: the held-out hash half of cn_plates (training/dataset.py: is_val_cn).
+- Detection: recall / precision at IoU >= 0.5 on the held-out quarter of vn_scenes.
+- End to end: simulator frames rendered from seeds training never used (texts known).
+Each figure is given for the full pipeline and for PP-OCRv4 alone (rapidocr's recognizer, greedy
+decoding, naive half-height two-row split, no grammar) so the value of each stage shows.
+Ends with one JSON line of headline figures and their targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge.plates.detector import PlateDetector  # noqa: E402
+from edge.plates.reader import PlateReader, crop_box  # noqa: E402
+from simulators.camera.scene import random_truck, render  # noqa: E402
+from training.dataset import data_root, is_val_cn, is_val_scene  # noqa: E402
+
+
+def norm(text: str) -> str:
+    return "".join(ch for ch in text.upper() if ch.isalnum())
+
+
+class NaivePPOCR:
+    """PP-OCRv4 alone as rapidocr ships it: recognition only, greedy, naive row split."""
+
+    def __init__(self) -> None:
+        from rapidocr_onnxruntime import RapidOCR
+
+        self.engine = RapidOCR(use_det=False, use_cls=False, intra_op_num_threads=2)
+
+    def read(self, crop: np.ndarray) -> str:
+        h, w = crop.shape[:2]
+        parts = [crop] if w / h > 2.5 else [crop[: h // 2], crop[h // 2 :]]
+        out = ""
+        for part in parts:
+            res, _ = self.engine(part, use_det=False, use_cls=False)
+            if res:
+                out += norm(res[0][0])
+        return out
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def pct(ok: int, n: int) -> float:
+    return round(100.0 * ok / n, 2) if n else 0.0
+
+
+def crops_eval(reader: PlateReader, naive: NaivePPOCR, items: list[tuple[Path, str, str]],
+               show: bool) -> dict[str, dict[str, float]]:
+    """items: (image, truth, group); exact match per group for both methods."""
+    res: dict[str, dict[str, float]] = {}
+    for path, truth, group in items:
+        img = cv2.imread(str(path))
+        ours = reader.read_crop(img)
+        base = naive.read(img)
+        g = res.setdefault(group, {"n": 0, "ours": 0, "naive": 0, "ours_grammar": 0})
+        g["n"] += 1
+        g["ours"] += ours.text == truth
+        g["naive"] += base == truth
+        g["ours_grammar"] += ours.grammar is not None
+        if show and ours.text != truth:
+            print(f"  miss {group} {path.name}: truth {truth} ours {ours.text} "
+                  f"(raw {ours.raw}, conf {ours.confidence}) naive {base}")
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--limit", type=int, default=0, help="at most N items per set (0: all)")
+    ap.add_argument("--errors", action="store_true", help="print every miss")
+    ap.add_argument("--synthetic", type=int, default=40, help="end-to-end simulator frames")
+    args = ap.parse_args()
+    root = data_root()
+    reader = PlateReader(with_detector=True)
+    naive = NaivePPOCR()
+    out: dict[str, float | None] = {"bench": "plate_accuracy"}  # type: ignore[dict-item]
+    if root is None:
+        print("../shared/data not found: only the synthetic end-to-end figure is measured")
+    else:
+        with (root / "vn_plates" / "verified.csv").open(encoding="utf-8") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["verdict"] != "unreadable"]
+        items = [(root / "vn_plates" / "images" / r["file"], r["text_verified"],
+                  f"vn_{r['rows']}row") for r in rows]
+        with (root / "cn_plates" / "labels.csv").open(encoding="utf-8") as fh:
+            cn = [r for r in csv.DictReader(fh) if is_val_cn(r["file"])]
+        items += [(root / "cn_plates" / "images" / r["file"], r["text"], "cn") for r in cn]
+        if args.limit:
+            random.Random(0).shuffle(items)
+            per: dict[str, int] = {}
+            items = [it for it in items if per.setdefault(it[2], 0) < args.limit
+                     and not per.__setitem__(it[2], per[it[2]] + 1)]
+        t0 = time.perf_counter()
+        res = crops_eval(reader, naive, items, args.errors)
+        print(f"crops read in {time.perf_counter() - t0:.1f} s")
+        for group in sorted(res):
+            g = res[group]
+            print(f"{group:8s} n={int(g['n']):4d}  ours {pct(int(g['ours']), int(g['n'])):6.2f} %"
+                  f"   PP-OCRv4 alone {pct(int(g['naive']), int(g['n'])):6.2f} %")
+            out[f"{group}_exact_pct"] = pct(int(g["ours"]), int(g["n"]))
+            out[f"{group}_ppocr_alone_pct"] = pct(int(g["naive"]), int(g["n"]))
+            out[f"{group}_n"] = int(g["n"])
+        # detection on the held-out vn_scenes quarter
+        det: PlateDetector = reader.detector  # type: ignore[assignment]
+        tp = fp = fn = 0
+        scenes = sorted(p for p in (root / "vn_scenes" / "images").glob("*.jpg")
+                        if is_val_scene(p.name))
+        for p in scenes[: args.limit or None]:
+            img = cv2.imread(str(p))
+            h, w = img.shape[:2]
+            truth = []
+            for line in (root / "vn_scenes" / "labels" / f"{p.stem}.txt").read_text().split("\n"):
+                if line.strip():
+                    _, cx, cy, bw, bh = (float(v) for v in line.split())
+                    truth.append(((cx - bw / 2) * w, (cy - bh / 2) * h,
+                                  (cx + bw / 2) * w, (cy + bh / 2) * h))
+            dets = [d for d in det.detect(img) if d.label == "plate"]
+            matched = set()
+            for d in dets:
+                hit = next((i for i, t in enumerate(truth)
+                            if i not in matched and iou(d.box, t) >= 0.5), None)
+                if hit is None:
+                    fp += 1
+                else:
+                    matched.add(hit)
+                    tp += 1
+            fn += len(truth) - len(matched)
+            if args.errors and len(matched) < len(truth):
+                print(f"  missed plate in {p.name}: {[d.box for d in dets]} vs {truth}")
+        recall, precision = pct(tp, tp + fn), pct(tp, tp + fp)
+        print(f"detection on {len(scenes[: args.limit or None])} held-out vn_scenes: "
+              f"recall {recall} %  precision {precision} %  (IoU >= 0.5)")
+        out.update({"det_recall_pct": recall, "det_precision_pct": precision})
+    # end to end on simulator frames (texts known), seeds far from training's
+    rng = random.Random(990_001)
+    e2e_ok = e2e_n = c_ok = c_n = 0
+    naive_ok = boxes_ok = 0
+    for i in range(args.synthetic):
+        truck = random_truck(rng)
+        frame = render(truck, size=(1920, 1080), progress=rng.uniform(0.45, 1.0),
+                       seed=990_001 + i)
+        reads = reader.read_frame(frame.image)
+        for obj in frame.objects:
+            best = max((r for r in reads if iou(r.box, obj.box) >= 0.3),
+                       key=lambda r: r.det_score, default=None)
+            if obj.cls == 0:
+                e2e_n += 1
+                got = best.plate.text if best and best.plate else None
+                e2e_ok += got == obj.text
+                true_crop = crop_box(frame.image, [int(v) for v in obj.box])
+                naive_ok += norm(naive.read(true_crop)) == obj.text
+                boxes_ok += reader.read_crop(true_crop).text == obj.text
+                if args.errors and got != obj.text:
+                    print(f"  e2e miss {truck.condition}: {obj.text} -> {got}")
+            else:
+                c_n += 1
+                got = best.container.text if best and best.container else None
+                c_ok += got == obj.text
+                if args.errors and got != obj.text:
+                    print(f"  container miss {truck.condition}: {obj.text} -> {got}")
+    print(f"end to end (simulator, {args.synthetic} frames): plates {pct(e2e_ok, e2e_n)} % "
+          f"of {e2e_n}; containers {pct(c_ok, c_n)} % of {c_n}; "
+          f"on the true boxes: ours {pct(boxes_ok, e2e_n)} %, PP-OCRv4 alone "
+          f"{pct(naive_ok, e2e_n)} %")
+    out.update({"e2e_plate_exact_pct": pct(e2e_ok, e2e_n), "e2e_container_exact_pct":
+                pct(c_ok, c_n), "e2e_ppocr_alone_pct": pct(naive_ok, e2e_n),
+                "e2e_true_boxes_ours_pct": pct(boxes_ok, e2e_n),
+                "target_crop_exact_pct": 99.5, "target_det_recall_pct": 99.0})
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""Multi-frame voting: one final read per vehicle from many per-frame reads (DESIGN-NOTES §10).
+
+A camera sees a truck in many frames; single frames misread under glare or blur. Reads are
+clustered per vehicle — same confusable-folded text, or one character apart, within a time
+window — and a cluster's text is final after `frames` agreeing reads, or at once when one read
+reaches `confidence`. The best-scoring crop is kept as evidence. A final text is emitted once
+per cluster; later frames of the same truck only strengthen it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.domain.plates import fold_confusables
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Observation:
+    """One frame's read of one plate (or container number)."""
+
+    text: str
+    confidence: float
+    time: float
+    grammar: str | None = None
+    bbox: tuple[int, int, int, int] | None = None
+    crop: np.ndarray | None = None
+
+
+@dataclass
+class VoteResult:
+    """A final read: the winning text, its support and the evidence crop."""
+
+    text: str
+    confidence: float
+    frames: int
+    grammar: str | None
+    bbox: tuple[int, int, int, int] | None
+    crop: np.ndarray | None
+    candidates: list[tuple[str, float]]
+    first_seen: float
+    decided_at: float
+
+
+@dataclass
+class _Cluster:
+    obs: list[Observation] = field(default_factory=list)
+    emitted: str | None = None
+
+    @property
+    def last(self) -> float:
+        return self.obs[-1].time
+
+
+def _near(a: str, b: str) -> bool:
+    """Same vehicle? Equal after folding confusables, or one substitution apart."""
+    fa, fb = fold_confusables(a), fold_confusables(b)
+    if fa == fb:
+        return True
+    return len(fa) == len(fb) and sum(x != y for x, y in zip(fa, fb, strict=True)) <= 1
+
+
+class PlateVoter:
+    """Clusters reads of one camera and decides when a text is final."""
+
+    def __init__(self, *, frames: int = 2, confidence: float = 0.9, window_s: float = 4.0,
+                 min_confidence: float = 0.3) -> None:
+        self.frames = frames
+        self.confidence = confidence
+        self.window_s = window_s
+        self.min_confidence = min_confidence
+        self._clusters: list[_Cluster] = []
+
+    def _expire(self, now: float) -> None:
+        self._clusters = [c for c in self._clusters if now - c.last <= self.window_s]
+
+    def add(self, obs: Observation) -> VoteResult | None:
+        """Add a read; returns the final read when this observation makes one final."""
+        self._expire(obs.time)
+        if not obs.text or obs.confidence < self.min_confidence:
+            return None
+        cluster = next((c for c in self._clusters
+                        if any(_near(o.text, obs.text) for o in c.obs[-5:])), None)
+        if cluster is None:
+            cluster = _Cluster()
+            self._clusters.append(cluster)
+        cluster.obs.append(obs)
+        votes: dict[str, list[Observation]] = defaultdict(list)
+        for o in cluster.obs:
+            votes[o.text].append(o)
+        # weight: count first, then summed confidence (a clear frame outweighs a blurred one)
+        ranked = sorted(votes.items(),
+                        key=lambda kv: (len(kv[1]), sum(o.confidence for o in kv[1])),
+                        reverse=True)
+        text, support = ranked[0]
+        best = max(support, key=lambda o: o.confidence)
+        final = len(support) >= self.frames or best.confidence >= self.confidence
+        if not final or cluster.emitted == text:
+            return None
+        if cluster.emitted is not None:
+            log.info("vote changed %s -> %s after more frames", cluster.emitted, text)
+        cluster.emitted = text
+        total = sum(o.confidence for o in cluster.obs)
+        cands = [(t, round(sum(o.confidence for o in os_) / total, 4)) for t, os_ in ranked[:5]]
+        conf = min(1.0, max(best.confidence, sum(o.confidence for o in support) / total))
+        return VoteResult(text=text, confidence=round(conf, 4), frames=len(support),
+                          grammar=best.grammar, bbox=best.bbox, crop=best.crop,
+                          candidates=cands, first_seen=cluster.obs[0].time,
+                          decided_at=obs.time)
+
+    def reset(self) -> None:
+        """Forget every cluster (the lane went idle)."""
+        self._clusters.clear()

@@ -1,0 +1,150 @@
+"""One process per camera: capture, detect, read, vote; only final reads cross the queue.
+
+Frames never leave the worker (DESIGN-NOTES §2: queues carry plate reads, not frames). The
+daemon starts a `CameraWorker`, sets `occupied` while the lane's entry loop is occupied (the
+capture rate is boosted), and awaits `next_read()` on the asyncio loop without blocking it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing as mp
+import queue
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import cv2
+from pydantic import TypeAdapter
+
+from edge.config.cameras import CameraConfig, ReaderConfig
+from edge.domain.model import ContainerRead, PlateCandidate, PlateRead
+
+log = logging.getLogger(__name__)
+
+_cameras: TypeAdapter[Any] = TypeAdapter(CameraConfig)
+
+
+def _evidence(crop: Any) -> bytes | None:
+    if crop is None or getattr(crop, "size", 0) == 0:
+        return None
+    ok, jpg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return jpg.tobytes() if ok else None
+
+
+def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
+                out: Any, stop: Any, occupied: Any) -> None:
+    """Process entry: everything heavy (OpenCV, onnxruntime) is created here, in the child."""
+    import threading
+    from pathlib import Path
+
+    from edge.plates.reader import PlateReader
+    from edge.plates.sources import Capture
+    from edge.plates.voting import Observation, PlateVoter
+
+    cam = _cameras.validate_python(camera)
+    rc = ReaderConfig.model_validate(reader_cfg)
+    reader = PlateReader(detector_model=Path(rc.detector_model) if rc.detector_model else None,
+                         detector_confidence=rc.detector_confidence, threads=rc.threads)
+    capture = Capture(cam)
+    halt = threading.Event()
+
+    def watch() -> None:  # mirror the cross-process events into the capture thread
+        while not halt.is_set():
+            if stop.is_set():
+                halt.set()
+            if occupied.is_set():
+                capture.occupied.set()
+            else:
+                capture.occupied.clear()
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+    voters = {"plate": PlateVoter(frames=rc.vote_frames, confidence=rc.vote_confidence,
+                                  window_s=rc.vote_window_s,
+                                  min_confidence=rc.min_read_confidence),
+              "container": PlateVoter(frames=rc.vote_frames, confidence=rc.vote_confidence,
+                                      window_s=rc.vote_window_s,
+                                      min_confidence=rc.min_read_confidence)}
+    roi = cam.roi.box() if cam.roi else None
+    errors = 0
+    for now, frame in capture.frames(halt):
+        try:
+            reads = reader.read_frame(frame, roi, keep_crops=True, thorough=False)
+        except ValueError as exc:  # zero-size frame, ROI outside the picture
+            errors += 1
+            if errors == 1 or errors % 100 == 0:
+                log.warning("camera %s: frame skipped (%s), %d so far", cam.name, exc, errors)
+            continue
+        for r in reads:
+            if r.plate is not None and r.plate.text and r.plate.grammar:
+                obs = Observation(r.plate.text, r.plate.confidence, now, r.plate.grammar,
+                                  r.box, r.crop)
+                final = voters["plate"].add(obs)
+                if final is not None:
+                    read = PlateRead(
+                        lane=lane, camera=cam.name,
+                        role="trailer" if cam.role == "trailer" else "tractor",
+                        text=final.text, confidence=final.confidence, grammar=final.grammar,
+                        bbox=final.bbox, frames=final.frames,
+                        candidates=tuple(PlateCandidate(text=t, confidence=c)
+                                         for t, c in final.candidates),
+                        frame_time=datetime.now(UTC))
+                    out.put(("plate", read.model_dump(mode="json"), _evidence(final.crop)))
+            if r.container is not None and r.container.text:
+                c = r.container
+                final = voters["container"].add(Observation(c.text, c.confidence, now, None,
+                                                            r.box, r.crop))
+                if final is not None:
+                    cread = ContainerRead(lane=lane, camera=cam.name, text=final.text,
+                                          confidence=final.confidence,
+                                          frame_time=datetime.now(UTC))
+                    out.put(("container", cread.model_dump(mode="json"),
+                             _evidence(final.crop)))
+    out.put(("stopped", {"camera": cam.name, **capture.stats.__dict__}, None))
+
+
+class CameraWorker:
+    """Handle of one camera's worker process, used from the asyncio daemon."""
+
+    def __init__(self, camera: CameraConfig, reader: ReaderConfig, lane: str) -> None:
+        ctx = mp.get_context("spawn")  # no forked onnxruntime / OpenCV state
+        self.name = camera.name
+        self.queue: Any = ctx.Queue(maxsize=100)
+        self.stop_event = ctx.Event()
+        self.occupied = ctx.Event()
+        self.process = ctx.Process(
+            target=worker_main, name=f"camera-{camera.name}", daemon=True,
+            args=(camera.model_dump(mode="json"), reader.model_dump(mode="json"), lane,
+                  self.queue, self.stop_event, self.occupied))
+
+    def start(self) -> None:
+        """Start the process."""
+        self.process.start()
+
+    def get(self, timeout: float | None = None) -> tuple[str, dict[str, Any], bytes | None]:
+        """Blocking read of the next message (kind, payload, evidence JPEG)."""
+        item: tuple[str, dict[str, Any], bytes | None] = self.queue.get(timeout=timeout)
+        return item
+
+    async def next_read(self, timeout: float | None = None
+                        ) -> tuple[str, dict[str, Any], bytes | None] | None:
+        """Await the next final read without blocking the event loop; None on timeout."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, self.get, timeout)
+        except queue.Empty:
+            return None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the worker to finish, then make sure it is gone."""
+        self.stop_event.set()
+        self.process.join(timeout)
+        if self.process.is_alive():
+            log.warning("camera worker %s did not stop in %.0f s; terminating", self.name,
+                        timeout)
+            self.process.terminate()
+            self.process.join(5)
+        self.queue.close()
+        self.queue.join_thread()

@@ -1,0 +1,3 @@
+from simulators.camera.cli import main
+
+main()

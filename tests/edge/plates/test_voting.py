@@ -1,0 +1,51 @@
+"""Multi-frame voting: final after N agreeing frames or one confident read; once per vehicle."""
+
+from __future__ import annotations
+
+from edge.plates.voting import Observation, PlateVoter
+
+
+def obs(text: str, conf: float, t: float) -> Observation:
+    return Observation(text=text, confidence=conf, time=t)
+
+
+def test_two_agreeing_frames_make_a_read_final() -> None:
+    v = PlateVoter(frames=2, confidence=0.95)
+    assert v.add(obs("51C12345", 0.8, 0.0)) is None
+    final = v.add(obs("51C12345", 0.7, 0.2))
+    assert final is not None
+    assert final.text == "51C12345"
+    assert final.frames == 2
+    # further frames of the same truck do not emit it again
+    assert v.add(obs("51C12345", 0.9, 0.4)) is None
+
+
+def test_one_confident_frame_is_enough() -> None:
+    v = PlateVoter(frames=3, confidence=0.9)
+    final = v.add(obs("29C73804", 0.97, 0.0))
+    assert final is not None and final.frames == 1
+
+
+def test_misread_frame_is_outvoted_and_kept_as_candidate() -> None:
+    v = PlateVoter(frames=3, confidence=0.99)
+    assert v.add(obs("51C12345", 0.8, 0.0)) is None
+    assert v.add(obs("51C12346", 0.6, 0.1)) is None  # one char apart: same vehicle
+    final = v.add(obs("51C12345", 0.8, 0.2)) or v.add(obs("51C12345", 0.8, 0.3))
+    assert final is not None
+    assert final.text == "51C12345"
+    assert [c[0] for c in final.candidates] == ["51C12345", "51C12346"]
+
+
+def test_different_vehicles_and_expiry() -> None:
+    v = PlateVoter(frames=2, confidence=0.99, window_s=2.0)
+    v.add(obs("51C12345", 0.8, 0.0))
+    v.add(obs("30H99887", 0.8, 0.1))  # another truck: its own cluster
+    assert v.add(obs("30H99887", 0.8, 0.2)) is not None
+    # the first truck's single read expired: a read 5 s later starts afresh
+    assert v.add(obs("51C12345", 0.8, 5.0)) is None
+
+
+def test_low_confidence_reads_are_ignored() -> None:
+    v = PlateVoter(frames=2, confidence=0.9, min_confidence=0.5)
+    assert v.add(obs("51C12345", 0.2, 0.0)) is None
+    assert v.add(obs("51C12345", 0.2, 0.1)) is None
