@@ -93,7 +93,7 @@ case "$cmd" in
         install_system_packages
         install_python_packages "dev,train"
         say "ruff"
-        "$VENV/bin/ruff" check edge gate_controller simulators tests benchmarks
+        "$VENV/bin/ruff" check edge gate_controller simulators tests benchmarks training
         say "mypy (core packages)"
         "$VENV/bin/mypy"
         say "pytest"
