@@ -509,9 +509,7 @@ class ManifestCache:
             f"WHERE kind = ? AND value IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)",
             [kind.value, *norm, iso(now)],
         ).fetchall()
-        return [HotlistEntry.model_construct(kind=HotlistKind(k), value=v, reason=r, action=a,
-                                             expires_at=from_iso(e) if e else None)
-                for k, v, r, a, e in rows]
+        return _hotlist_entries(rows)
 
     def hotlist_plate_folded_hits(self, folded: Iterable[str], now: datetime) -> list[HotlistEntry]:
         """Live plate entries whose folded form is one of ``folded``."""
@@ -524,15 +522,18 @@ class ManifestCache:
             f"AND folded IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)",
             [*keys, iso(now)],
         ).fetchall()
-        return [HotlistEntry.model_construct(kind=HotlistKind(k), value=v, reason=r, action=a,
-                                             expires_at=from_iso(e) if e else None)
-                for k, v, r, a, e in rows]
+        return _hotlist_entries(rows)
 
     def hotlist(self) -> list[HotlistEntry]:
         """Every hotlist entry, expired ones included (the console shows them greyed)."""
         rows = self.db.execute(
             "SELECT kind, value, reason, action, expires_at FROM hotlist ORDER BY kind, value"
         ).fetchall()
-        return [HotlistEntry.model_construct(kind=HotlistKind(k), value=v, reason=r, action=a,
-                                             expires_at=from_iso(e) if e else None)
-                for k, v, r, a, e in rows]
+        return _hotlist_entries(rows)
+
+
+def _hotlist_entries(rows: Iterable[tuple[Any, ...]]) -> list[HotlistEntry]:
+    """Rows (kind, value, reason, action, expires_at) as entries; validated when stored."""
+    return [HotlistEntry.model_construct(kind=HotlistKind(k), value=v, reason=r, action=a,
+                                         expires_at=from_iso(e) if e else None)
+            for k, v, r, a, e in rows]
