@@ -9,6 +9,8 @@ import pytest
 
 from edge.store.cache import ManifestCache
 from edge.store.records import Records
+from simulators.central.broker import Mosquitto
+from tests.edge.sync import support
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -19,6 +21,19 @@ def cache(tmp_path: Path) -> Iterator[ManifestCache]:
     store = ManifestCache.open(tmp_path / "cache.db")
     yield store
     store.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A real Mosquitto on a free loopback port, stopped after the test."""
+    with Mosquitto(tmp_path / "mosquitto") as mosq:
+        yield mosq
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> support.Keys:
+    """Fresh Ed25519 keys for the centre and the site."""
+    return support.make_keys(tmp_path / "keys")
 
 
 @pytest.fixture

@@ -28,17 +28,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    with Mosquitto(tmp_path / "mosquitto") as mosq:
-        yield mosq
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> support.Keys:
-    return support.make_keys(tmp_path / "keys")
-
-
-@pytest.fixture
 def central(broker: Mosquitto, keys: support.Keys, tmp_path: Path) -> Iterator[CentralSim]:
     sim = support.central_sim([broker.port], keys, export_path=tmp_path / "received.jsonl",
                               snapshot_part_size=3).start()

@@ -15,17 +15,6 @@ from tests.edge.sync import support
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    with Mosquitto(tmp_path / "mosquitto") as mosq:
-        yield mosq
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> support.Keys:
-    return support.make_keys(tmp_path / "keys")
-
-
-@pytest.fixture
 def config(tmp_path: Path, broker: Mosquitto, keys: support.Keys) -> GateEdgeConfig:
     return support.load(support.write_config(tmp_path, [broker.port], keys))
 
