@@ -26,6 +26,7 @@ from functools import cached_property
 # Each group folds to its first member. Only pairs that OCR really confuses on plates.
 CONFUSABLE_GROUPS: tuple[str, ...] = ("0ODQ", "1IL", "2Z", "5S", "6G", "8B")
 _FOLD = {ch: group[0] for group in CONFUSABLE_GROUPS for ch in group[1:]}
+_FOLD_TABLE = str.maketrans(_FOLD)
 _PARTNERS: dict[str, str] = {}
 for _group in CONFUSABLE_GROUPS:
     for _ch in _group:
@@ -38,7 +39,7 @@ CN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # GA 36-2018: no I, O
 _SEPARATORS = "-. "
 PLATE_SEPARATORS = " -.·/"
 """Characters that may separate groups on a written plate; everything else must be a letter or digit."""
-_CLEAN = re.compile(r"^[A-Z0-9]+\Z")
+_CLEAN = re.compile(r"^[A-Z0-9\u4e00-\u9fff]+\Z")  # NFKC leaves these unchanged
 
 
 def normalize_plate(text: str) -> str:
@@ -54,7 +55,7 @@ def normalize_plate(text: str) -> str:
 
 def fold_confusables(text: str) -> str:
     """The folded form used as a secondary index key (``51F1Z345`` → ``51F12345``)."""
-    return "".join(_FOLD.get(ch, ch) for ch in normalize_plate(text))
+    return normalize_plate(text).translate(_FOLD_TABLE)
 
 
 def confusable_partners(char: str) -> str:
@@ -76,14 +77,20 @@ class PlateGrammar:
     _compiled: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = field(
         init=False, repr=False, compare=False, default=()
     )
+    _any: re.Pattern[str] = field(init=False, repr=False, compare=False,
+                                  default=re.compile(r"(?!)"))
 
     def __post_init__(self) -> None:
-        compiled = []
+        compiled, bodies = [], []
         for template in self.templates:
             classes = self._classes(template)
             regex = "".join(f"[{re.escape(c)}]" for c in classes)
             compiled.append((template, re.compile(f"^{regex}$"), classes))
+            bodies.append(regex)
         object.__setattr__(self, "_compiled", tuple(compiled))
+        # One alternation for "does it fit at all": a single match per grammar on the hot path
+        # (import validation, the matcher) instead of one per layout.
+        object.__setattr__(self, "_any", re.compile("^(?:" + "|".join(bodies) + ")$"))
 
     def _classes(self, template: str) -> tuple[str, ...]:
         out: list[str] = []
@@ -126,7 +133,11 @@ class PlateGrammar:
 
     def matches(self, text: str) -> bool:
         """True when the normalized text fits one of the layouts."""
-        return self.template_for(text) is not None
+        return self._any.match(normalize_plate(text)) is not None
+
+    def matches_normalized(self, plate: str) -> bool:
+        """:meth:`matches` for text already normalized (skips the normalization)."""
+        return self._any.match(plate) is not None
 
     def position_classes(self, text: str) -> tuple[str, ...] | None:
         """Allowed characters at each position, for the layout the text fits."""
@@ -235,6 +246,9 @@ CN_PLATE = PlateGrammar(
 )
 
 
+_SPECIFIC = ("VN-trailer", "VN-foreign")
+
+
 def default_grammars() -> list[PlateGrammar]:
     """Grammars built into gate-edge; sites add Laos, Cambodia and others from config."""
     return [VN_ONE_ROW, VN_TWO_ROW, VN_TRAILER, VN_FOREIGN, CN_PLATE]
@@ -246,14 +260,14 @@ def classify(text: str, grammars: Sequence[PlateGrammar], colour: str | None = N
     plate = normalize_plate(text)
     if colour == "yellow" and VN_COMMERCIAL.matches(plate) and not VN_TRAILER.matches(plate):
         return VN_COMMERCIAL
-    fitting = [g for g in grammars if g.matches(plate)]
+    fitting = [g for g in grammars if g.matches_normalized(plate)]
     if rows is not None:
         by_rows = [g for g in fitting if rows in g.rows]
         fitting = by_rows or fitting
     if not fitting:
         return None
     # The trailer and foreign grammars are more specific than the general VN layouts.
-    fitting.sort(key=lambda g: g not in (VN_TRAILER, VN_FOREIGN))
+    fitting.sort(key=lambda g: g.name not in _SPECIFIC)
     return fitting[0]
 
 
@@ -349,7 +363,8 @@ def plate_problems(tractor: str, trailer: str | None, grammars: Sequence[PlateGr
     Grammars are compared by value, not identity: import workers receive pickled copies.
     """
     problems = []
-    names = ", ".join(g.name for g in grammars)
+    names = ", ".join(g.name for g in grammars) if not all(
+        any(g.matches(p) for g in grammars) for p in (tractor, trailer) if p) else ""
     tractor_grammar = classify(tractor, grammars)
     if tractor_grammar is None:
         problems.append(f"tractor_plate {tractor!r} fits no plate grammar ({names}); foreign "
