@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
+from pydantic import AwareDatetime as PydanticAwareDatetime
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -36,13 +36,9 @@ def new_passage_id() -> str:
     return str(ULID())
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("timestamp needs a timezone, e.g. 2026-11-23T08:00:00+07:00")
-    return value
-
-
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+# pydantic's AwareDatetime checks the offset in compiled code (a naive timestamp is the
+# 'timezone_aware' error, which error messages turn into "write e.g. ...+07:00").
+AwareDatetime = PydanticAwareDatetime
 
 
 class _Model(BaseModel):

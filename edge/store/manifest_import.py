@@ -67,6 +67,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(record)"
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "timezone_aware":
+            msg += "; write the offset, e.g. 2026-11-23T08:00:00+07:00"
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 
