@@ -70,6 +70,11 @@ def is_well_formed(code: str) -> bool:
     return bool(_FORMAT.match(normalize_container(code)))
 
 
+def is_normalized(code: str) -> bool:
+    """Well-formed and already normalized (no spaces, dashes or lower case)."""
+    return _FORMAT.match(code) is not None
+
+
 def is_valid(code: str) -> bool:
     """Shape and check digit both right."""
     if not _FORMAT.match(code):

@@ -7,6 +7,7 @@ batch and an API request, and every rejection names the field.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
@@ -23,7 +24,7 @@ from ulid import ULID
 
 from edge.domain import iso6346
 from edge.domain.declarations import is_declaration_no, is_transit_mrn, normalize_reference
-from edge.domain.plates import PLATE_SEPARATORS, normalize_plate
+from edge.domain.plates import PLATE_SEPARATORS, is_normalized_plate, normalize_plate
 
 
 def utcnow() -> datetime:
@@ -79,6 +80,7 @@ class SealStatus(StrEnum):
 
 
 SEAL_ID_PATTERN = r"^[A-Z0-9][A-Z0-9\-]{3,31}$"
+_SEAL_CLEAN = re.compile(r"^[A-Z0-9-]+\Z")
 
 
 def normalize_seal_id(text: str) -> str:
@@ -96,7 +98,9 @@ class DeclaredSeal(_Model):
     @field_validator("seal_id", mode="before")
     @classmethod
     def _norm(cls, value: str) -> str:
-        return normalize_seal_id(value) if isinstance(value, str) else value
+        if isinstance(value, str) and not _SEAL_CLEAN.match(value):
+            return normalize_seal_id(value)
+        return value
 
 
 class Trader(_Model):
@@ -152,6 +156,8 @@ class Manifest(_Model):
     @field_validator("tractor_plate", "trailer_plate", mode="before")
     @classmethod
     def _plate(cls, value: object) -> object:
+        if isinstance(value, str) and is_normalized_plate(value):
+            return value  # the usual form from the centre: nothing to check character by character
         if isinstance(value, str):
             odd = sorted({ch for ch in value if not (ch.isalnum() or ch in PLATE_SEPARATORS)})
             if odd:
@@ -176,7 +182,7 @@ class Manifest(_Model):
                     if iso6346.is_well_formed(code):
                         expected = f" (check digit should be {iso6346.check_digit(code)})"
                     raise ValueError(f"container {item!r} is not a valid ISO 6346 number{expected}")
-                out.append(iso6346.normalize_container(code))
+                out.append(code if iso6346.is_normalized(code) else iso6346.normalize_container(code))
             return tuple(out)
         return value
 

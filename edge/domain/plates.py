@@ -53,6 +53,11 @@ def normalize_plate(text: str) -> str:
     return "".join(ch for ch in text if ch.isalnum())
 
 
+def is_normalized_plate(text: str) -> bool:
+    """Already in normalized form (uppercase ASCII letters, digits, CJK), nothing to strip."""
+    return _CLEAN.match(text) is not None
+
+
 def fold_confusables(text: str) -> str:
     """The folded form used as a secondary index key (``51F1Z345`` → ``51F12345``)."""
     return normalize_plate(text).translate(_FOLD_TABLE)
