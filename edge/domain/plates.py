@@ -368,8 +368,7 @@ def plate_problems(tractor: str, trailer: str | None, grammars: Sequence[PlateGr
     Grammars are compared by value, not identity: import workers receive pickled copies.
     """
     problems = []
-    names = ", ".join(g.name for g in grammars) if not all(
-        any(g.matches(p) for g in grammars) for p in (tractor, trailer) if p) else ""
+    names = ", ".join(g.name for g in grammars)
     tractor_grammar = classify(tractor, grammars)
     if tractor_grammar is None:
         problems.append(f"tractor_plate {tractor!r} fits no plate grammar ({names}); foreign "

@@ -501,26 +501,23 @@ class ManifestCache:
                      ) -> list[HotlistEntry]:
         """Live hotlist entries of ``kind`` naming any of ``values``."""
         norm = list({normalize_hotlist_value(kind, v) for v in values if v})
-        if not norm:
-            return []
-        marks = ",".join("?" * len(norm))
-        rows = self.db.execute(
-            f"SELECT kind, value, reason, action, expires_at FROM hotlist "
-            f"WHERE kind = ? AND value IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)",
-            [kind.value, *norm, iso(now)],
-        ).fetchall()
-        return _hotlist_entries(rows)
+        return self._live_hotlist("kind = ? AND value", [kind.value], norm, now)
 
     def hotlist_plate_folded_hits(self, folded: Iterable[str], now: datetime) -> list[HotlistEntry]:
         """Live plate entries whose folded form is one of ``folded``."""
         keys = list({f for f in folded if f})
+        return self._live_hotlist("kind = 'plate' AND folded", [], keys, now)
+
+    def _live_hotlist(self, column: str, args: list[str], keys: list[str], now: datetime
+                      ) -> list[HotlistEntry]:
+        """Unexpired entries where ``column IN keys`` (``column`` is a fixed SQL fragment)."""
         if not keys:
             return []
         marks = ",".join("?" * len(keys))
         rows = self.db.execute(
-            f"SELECT kind, value, reason, action, expires_at FROM hotlist WHERE kind = 'plate' "
-            f"AND folded IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)",
-            [*keys, iso(now)],
+            f"SELECT kind, value, reason, action, expires_at FROM hotlist "
+            f"WHERE {column} IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)",
+            [*args, *keys, iso(now)],
         ).fetchall()
         return _hotlist_entries(rows)
 

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import random
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from edge.sync.link import Broker, LinkSettings, LinkState, MqttLink, TlsFiles, backoff_delay
 from simulators.central.broker import Mosquitto, free_port
@@ -77,45 +71,10 @@ def test_failover_walks_the_broker_list(tmp_path: Path) -> None:
             link.stop()
 
 
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None,
-          issuer_key: ec.EllipticCurvePrivateKey | None, *, ca: bool = False) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = dt.datetime.now(dt.UTC)
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5))
-               .not_valid_after(now + dt.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if not ca:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-    return builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _write(path: Path, cert: x509.Certificate | None = None,
-           key: ec.EllipticCurvePrivateKey | None = None) -> Path:
-    if cert is not None:
-        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    if key is not None:
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return path
-
-
 def test_mutual_tls_with_client_certificate(tmp_path: Path) -> None:
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("gate-edge test CA", ca_key, None, None, ca=True)
-    srv_key, cli_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    srv = _cert("localhost", srv_key, ca.subject, ca_key)
-    cli = _cert("gate-edge-HUUNGHI", cli_key, ca.subject, ca_key)
-    files = {n: tmp_path / n for n in ("ca.pem", "srv.pem", "srv.key", "cli.pem", "cli.key")}
-    _write(files["ca.pem"], ca)
-    _write(files["srv.pem"], srv)
-    _write(files["srv.key"], key=srv_key)
-    _write(files["cli.pem"], cli)
-    _write(files["cli.key"], key=cli_key)
+    pki = support.make_pki(tmp_path / "pki", ["gate-edge-HUUNGHI"])
+    files = {"ca.pem": pki["ca.pem"], "srv.pem": pki["server.pem"], "srv.key": pki["server.key"],
+             "cli.pem": pki["gate-edge-HUUNGHI.pem"], "cli.key": pki["gate-edge-HUUNGHI.key"]}
     port = free_port()
     mosq = Mosquitto(tmp_path / "tls", port=free_port())
     # one plain listener for the readiness probe, one TLS listener that demands a certificate
