@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from edge.cli.common import CONFIG_OPTION, fail, load_or_exit
-from edge.cli.manifests import CACHE_OPTION
+from edge.cli.manifests import CACHE_OPTION, open_cache
 from edge.config import GateEdgeConfig
 from edge.domain.model import Decision, PassageReads
 from edge.matching.matcher import decide
@@ -90,10 +90,7 @@ def match(
     if not items:
         raise fail("no reads in the input (an empty list)")
     lanes = {lane.id for lane in cfg.lanes}
-    path = cache or cfg.storage.cache_path
-    if not path.is_file():
-        raise fail(f"no cache at {path}; check --cache / storage.dir, or import manifests first")
-    store = ManifestCache.open(path, readonly=True)
+    store = open_cache(None, cache or cfg.storage.cache_path, readonly=True)
     bad = False
     try:
         for obj in items:
