@@ -84,20 +84,16 @@ def is_valid(code: str) -> bool:
     return weighted_check_digit(code[:10]) == ord(code[10]) - 48
 
 
-def _position_options(pos: int, char: str) -> tuple[str, ...]:
-    """Characters a read at ``pos`` may really have been, the read itself first."""
+_CATEGORY = {"U": "U", "J": "J", "Z": "Z", "V": "U", "2": "Z", "I": "J", "1": "J"}
+
+
+def _class_fix(pos: int, char: str) -> str | None:
+    """The character of the right class a read at ``pos`` certainly was, or None if unknown."""
     if pos < 3:
-        if char.isalpha():
-            return (char, *_LOOKALIKE_LETTERS.get(char, ""))
-        return tuple(_AS_LETTER.get(char, ""))
+        return char if char.isalpha() else (_AS_LETTER.get(char, "")[:1] or None)
     if pos == 3:
-        options = {"U": "U", "J": "J", "Z": "Z", "V": "U", "2": "Z", "I": "J", "1": "J"}
-        mapped = options.get(char)
-        return (mapped,) if mapped else ()
-    if char.isdigit():
-        return (char, *_LOOKALIKE_DIGITS.get(char, ""))
-    mapped = _AS_DIGIT.get(char)
-    return (mapped,) if mapped else ()
+        return _CATEGORY.get(char)
+    return char if char.isdigit() else _AS_DIGIT.get(char)
 
 
 def repair(read: str) -> str | None:
@@ -115,10 +111,10 @@ def repair(read: str) -> str | None:
         return None
     if is_valid(text):
         return text
-    options = [_position_options(i, c) for i, c in enumerate(text)]
-    if any(not opts for opts in options):
+    fixed = [_class_fix(i, c) for i, c in enumerate(text)]
+    if any(c is None for c in fixed):
         return None
-    forced = "".join(opts[0] for opts in options)
+    forced = "".join(c for c in fixed if c is not None)
     if forced != text and is_valid(forced):
         return forced
     return None
