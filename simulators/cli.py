@@ -12,6 +12,7 @@ from edge.logging_setup import configure_logging
 from simulators.camera import cli as camera_cli
 from simulators.central.cli import central
 from simulators.relay_board.cli import relay_board
+from simulators.scenario.cli import scenario
 from simulators.seals import cli as seals_cli
 
 app = typer.Typer(
@@ -45,6 +46,7 @@ app.command("barcode-scanner")(seals_cli.barcode_scanner)
 app.command("central")(central)
 app.command("relay-board")(relay_board)
 app.command("camera")(camera_cli.camera)
+app.command("scenario")(scenario)
 
 
 def main() -> None:

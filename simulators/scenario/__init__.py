@@ -1,0 +1,1 @@
+"""Scenario runner: a simulated checkpoint (the lab) driven by timed trucks and faults."""
