@@ -68,6 +68,18 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, log_path: P
     raise LabError(f"{what}: not ready after {timeout:.0f} s{tail}")
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the lab process dies without stopping us (kill -9, OOM).
+
+    Linux prctl(PR_SET_PDEATHSIG); elsewhere the lab's own stop() is the only clean-up.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
 @dataclass
 class LabProcess:
     """One child process with its log file; started in its own session."""
@@ -86,7 +98,7 @@ class LabProcess:
             out.flush()
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=self.env, cwd=REPO,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_parent)
         log.info("started %s (pid %d)", self.name, self.proc.pid)
         return self
 
