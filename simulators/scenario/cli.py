@@ -81,6 +81,8 @@ def scenario(
     a camera and seal readers, then gate-edge run; plays the timeline; compares what the
     gate did with each truck's 'expect'. Exit status 0 when every expectation held.
     """
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)   # progress lines show up live in a pipe
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
         loaded = load_scenario(file)

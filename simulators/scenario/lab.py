@@ -14,6 +14,7 @@ then shuts the children down in order instead of all of them dying at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from typing import Any
 from edge.sync.signing import generate_key
 from gate_controller.client import ControllerClient
 from simulators.central.broker import Mosquitto, free_port
+from simulators.scenario.labconfig import CAMERA_FPS, gate_edge_config
 from simulators.scenario.model import LaneSpec, LoadedScenario
 
 log = logging.getLogger(__name__)
@@ -152,6 +154,26 @@ class LaneRig:
 def _port_open(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=0.3):
         return True
+
+
+def stream_clients(port: int) -> int:
+    """Established TCP connections to a local port (Linux /proc/net/tcp*).
+
+    A camera worker opens its MJPEG stream only after its detector and OCR models are loaded
+    (edge/plates/worker.py), so two clients on a lane's camera means both readers are warm.
+    """
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count
+
+
+def _streaming(port: int) -> bool:
+    return stream_clients(port) >= 2
 
 
 def _http_ok(url: str) -> bool:
@@ -291,8 +313,6 @@ class Lab:
                                     for r in records), encoding="utf-8")
 
     def _write_config(self) -> None:
-        from simulators.scenario.labconfig import gate_edge_config
-
         assert self.broker is not None
         text = gate_edge_config(self, broker_port=self.broker.port)
         self.config_path.write_text(text, encoding="utf-8")
@@ -346,7 +366,7 @@ class Lab:
 
     def _camera_argv(self, rig: LaneRig) -> list[str]:
         return self._python("simulators.cli", "camera", "--port", str(rig.camera_port),
-                            "--size", "1280x720", "--fps", "5")
+                            "--size", "1280x720", "--fps", str(CAMERA_FPS))
 
     def _start_seal_readers(self, rig: LaneRig) -> None:
         for kind, link, control in (("eseal", rig.eseal_link, rig.eseal_control),
@@ -378,6 +398,10 @@ class Lab:
             wait_until(f"gate-edge heartbeats to {rig.board}", linked, 30, edge.log_path, edge)
         wait_until("gate-edge: declarations and hotlist from the centre", self._cache_loaded, 60,
                    edge.log_path, edge)
+        for rig in self.rigs.values():
+            port = rig.camera_port
+            wait_until(f"gate-edge: camera readers of {rig.lane.id} streaming",
+                       functools.partial(_streaming, port), 120, edge.log_path, edge)
 
     def _cache_loaded(self) -> bool:
         path = self.storage_dir / "cache.db"

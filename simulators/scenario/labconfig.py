@@ -14,6 +14,11 @@ if TYPE_CHECKING:
     from simulators.scenario.lab import Lab
 
 
+#: frames per second the camera simulators render and the readers analyse: every frame is read,
+#: none is decoded only to be dropped, and no backlog builds up in the stream's socket buffer
+CAMERA_FPS = 3
+
+
 def _q(value: object) -> str:
     """A YAML scalar (JSON strings are valid YAML)."""
     return json.dumps(str(value), ensure_ascii=False)
@@ -48,14 +53,14 @@ def gate_edge_config(lab: Lab, *, broker_port: int) -> str:
         ]
     lines.append("cameras:")
     for rig in lab.rigs.values():
-        for view, role in (("front", "tractor"), ("rear", "trailer")):
+        for view, role in (("front", "tractor"), ("rear", "container")):
             lines += [
                 f"  - name: cam-{rig.lane.id}-{view}",
                 "    type: http-mjpeg",
                 f"    url: {rig.camera_url}/{view}.mjpg",
                 f"    role: {role}",
-                "    max_fps: 5",
-                "    idle_fps: 2",
+                f"    max_fps: {CAMERA_FPS}",
+                f"    idle_fps: {CAMERA_FPS}           # read while the truck rolls in (pre-roll)",
                 "    reconnect_min: 0.5",
                 "    reconnect_max: 2",
             ]
@@ -78,6 +83,11 @@ def gate_edge_config(lab: Lab, *, broker_port: int) -> str:
             f"    ipc_socket: {_q(rig.controller_socket)}",
         ]
     lines += [
+        "plate_reader:",
+        "  threads: 1                   # every camera has its own reader process; 2 cores here",
+        "passages:",
+        "  deadline: 10s                # generous: the lab shares 2 cores with everything",
+        "  trailer_wait: 5s",
         "mqtt:",
         "  enabled: true",
         "  brokers:",

@@ -237,7 +237,7 @@ class Defaults(_Strict):
         1.5, ge=0, le=30,
         description="seals are read this long before the truck reaches the entry loop")
     camera_tail_s: float = Field(
-        6.0, ge=1, le=60, description="the camera keeps the truck in view this long after the "
+        8.0, ge=1, le=60, description="the camera keeps the truck in view this long after the "
                                       "truck reaches the entry loop")
     settle_s: float = Field(
         45.0, ge=1, le=600,

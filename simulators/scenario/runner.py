@@ -28,6 +28,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -286,7 +287,7 @@ class ScenarioRunner:
 
     def _fault(self, action: Callable[[], object], label: str) -> None:
         action()
-        self.fault_log.append(f"{time.strftime('%H:%M:%S')} {label}")
+        self.fault_log.append(f"{datetime.now(UTC).isoformat(timespec='milliseconds')} {label}")
 
     @staticmethod
     def _relay(rig: LaneRig, fault: RelayBoardFault, *, on: bool) -> None:

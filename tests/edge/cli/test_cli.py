@@ -114,9 +114,9 @@ def test_validate_config_exit_codes(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "bad.yaml:1:8: site.code" in result.output
 
 
-def test_demo_runs_end_to_end_as_a_user_would() -> None:
-    proc = subprocess.run([sys.executable, "-m", "edge", "demo"], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
+def test_offline_demo_runs_end_to_end_as_a_user_would() -> None:
+    proc = subprocess.run([sys.executable, "-m", "edge", "demo", "--offline"], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert "audit chain: 10 record(s), verified" in proc.stdout
     assert "HOTLIST_PLATE" in proc.stdout and "✗" not in proc.stdout
