@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 #: frames per second the camera simulators render and the readers analyse: every frame is read,
 #: none is decoded only to be dropped, and no backlog builds up in the stream's socket buffer
-CAMERA_FPS = 3
+CAMERA_FPS = 2
 
 
 def _q(value: object) -> str:
