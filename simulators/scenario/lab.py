@@ -33,7 +33,7 @@ from typing import Any
 
 from edge.sync.signing import generate_key
 from gate_controller.client import ControllerClient
-from simulators.central.broker import Mosquitto, free_port
+from simulators.central.broker import MOSQUITTO, Mosquitto, free_port
 from simulators.scenario.labconfig import CAMERA_FPS, gate_edge_config
 from simulators.scenario.model import LaneSpec, LoadedScenario
 
@@ -195,6 +195,7 @@ class Lab:
         self.edge_command = edge_command
         self.start_edge = start_edge
         self.broker: Mosquitto | None = None
+        self.broker_proc: LabProcess | None = None
         self.central: LabProcess | None = None
         self.edge: LabProcess | None = None
         self.rigs: dict[str, LaneRig] = {}
@@ -295,8 +296,13 @@ class Lab:
                 bolt_control=run / f"bolt-{lane.id}.ctl" if lane.bolt_scanner else None)
 
     def _start_broker(self) -> None:
-        self.broker = Mosquitto(self.dir / "broker", persistence=True).start()
-        self._stack.append(("mosquitto", self.broker.stop))
+        # Mosquitto writes the config (persistence, queue limits, user); the process itself is
+        # a LabProcess so it gets its own session like every other part: a Ctrl-C at the
+        # terminal must not kill the broker before gate-edge has drained its outbox.
+        self.broker = Mosquitto(self.dir / "broker", persistence=True)
+        self.broker.workdir.mkdir(parents=True, exist_ok=True)
+        self.broker.conf_path.write_text(self.broker.config_text(), encoding="utf-8")
+        self.broker_up()
 
     def _make_keys(self) -> None:
         keys = self.dir / "keys"
@@ -417,14 +423,17 @@ class Lab:
 
     # -- faults the runner injects --------------------------------------------------------
     def broker_down(self) -> None:
-        """Stop the broker (its port stays reserved for the restart)."""
-        assert self.broker is not None
-        self.broker.stop()
+        """Stop the broker (SIGTERM: it saves its persistence file); the port stays its own."""
+        if self.broker_proc is not None:
+            self.broker_proc.stop()
 
     def broker_up(self) -> None:
-        """Start the broker again on the same port."""
+        """Start the broker (again) on its port and wait until it accepts connections."""
         assert self.broker is not None
-        self.broker.start()
+        port = self.broker.port
+        self.broker_proc = proc = self._spawn("mosquitto", [MOSQUITTO, "-c",
+                                                            str(self.broker.conf_path)])
+        wait_until("mosquitto", lambda: _port_open(port), 15, proc.log_path, proc)
 
     def camera_down(self, lane: str) -> None:
         """Cut a lane's camera: its process stops and its port goes dark."""

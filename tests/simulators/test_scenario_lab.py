@@ -45,7 +45,9 @@ def test_lab_devices_start_in_order_and_stop(tmp_path: Path) -> None:
                 if p.proc is not None]
         assert lab.central is not None and lab.central.proc is not None
         pids.append(lab.central.proc.pid)
-        assert len(pids) == 5 and all(_alive(pid) for pid in pids)
+        assert lab.broker_proc is not None and lab.broker_proc.proc is not None
+        pids.append(lab.broker_proc.proc.pid)
+        assert len(pids) == 6 and all(_alive(pid) for pid in pids)
         camera_pid = lab.rigs["in-1"].processes["camera"].proc.pid  # type: ignore[union-attr]
         result = ScenarioRunner(lab).run()
         rig = lab.rigs["in-1"]
@@ -68,4 +70,4 @@ def test_lab_devices_start_in_order_and_stop(tmp_path: Path) -> None:
     assert "barrier never opened" in truck.problems and not result.ok
     assert not any(_alive(pid) for pid in pids)
     assert not (tmp_path / "lab" / "run" / "relay-in-1.ctl").exists()
-    assert lab.broker is not None and lab.broker.proc is None
+    assert lab.broker_proc is not None and lab.broker_proc.proc is None   # stopped
