@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,6 +136,7 @@ class TruckOutcome:
     decision: str | None = None
     reasons: list[str] = field(default_factory=list)
     plates_read: list[str] = field(default_factory=list)
+    trailers_read: list[str] = field(default_factory=list)
     opened: bool = False
     passed: bool | None = None
     tailgating: bool = False
@@ -151,6 +152,7 @@ class TruckOutcome:
         return {"truck": self.truck.name, "lane": self.truck.lane, "at": self.truck.at,
                 "expected": self.truck.expect.decision.value, "decision": self.decision,
                 "reasons": self.reasons, "plates_read": self.plates_read,
+                "trailers_read": self.trailers_read,
                 "barrier_opened": self.opened, "passed": self.passed,
                 "tailgating": self.tailgating, "passage_id": self.passage_id,
                 "event_id": self.event_id, "ok": self.ok, "problems": self.problems}
@@ -392,7 +394,7 @@ class ScenarioRunner:
                     out.event_id = present[n]["event_id"]
                     self._barrier(out, events)
                 self._decision(out, received, claimed)
-                _compare(out)
+                _compare(out, self.spec.trucks)
                 outcomes.append(out)
         outcomes.sort(key=lambda o: o.index)
         msgs = read_jsonl(self.lab.received_path)
@@ -427,9 +429,9 @@ class ScenarioRunner:
             # centre got for this lane and plate, so the table still says what gate-edge decided.
             plate = fold_confusables(out.truck.tractor_plate)
             for pid, candidate in received.items():
-                reads = [fold_confusables(r.get("text", "")) for r in
-                         (candidate.get("reads") or {}).get("tractor", [])]
-                if pid not in claimed and candidate.get("lane") == out.truck.lane and plate in reads:
+                seen = [fold_confusables(r.get("text", "")) for r in
+                        (candidate.get("reads") or {}).get("tractor", [])]
+                if pid not in claimed and candidate.get("lane") == out.truck.lane and plate in seen:
                     body, out.passage_id = candidate, pid
                     break
         if body is None:
@@ -438,13 +440,27 @@ class ScenarioRunner:
         decision = body.get("decision") or {}
         out.decision = decision.get("outcome")
         out.reasons = [str(r) for r in decision.get("reasons", [])]
-        out.plates_read = [normalize_plate(str(r.get("text", "")))
-                           for r in (body.get("reads") or {}).get("tractor", [])]
+        reads: dict[str, Any] = body.get("reads") or {}
+        out.plates_read = [normalize_plate(str(r.get("text", ""))) for r in reads.get("tractor", [])]
+        out.trailers_read = [normalize_plate(str(r.get("text", "")))
+                             for r in reads.get("trailer", [])]
 
 
-def _compare(out: TruckOutcome) -> None:
-    """Fill ``out.problems`` with every way the outcome differs from the truck's ``expect``."""
+def _compare(out: TruckOutcome, trucks: Sequence[TruckSpec] = ()) -> None:
+    """Fill ``out.problems`` with every way the outcome differs from the truck's ``expect``.
+
+    Besides the expectations, a plate read that belongs to *another* truck of the scenario is
+    always a problem: the passage was given a read of a truck that is not this one (a stale
+    frame, or a read carried over from the truck before), which could open the barrier on the
+    wrong declaration.
+    """
     exp = out.truck.expect
+    own = {out.truck.tractor_plate, out.truck.trailer_plate}
+    others = {p: t.name for t in trucks if t is not out.truck
+              for p in (t.tractor_plate, t.trailer_plate) if p and p not in own}
+    for text in dict.fromkeys(out.plates_read + out.trailers_read):
+        if text in others:
+            out.problems.append(f"read {text} of truck '{others[text]}' attached to this passage")
     if out.event_id is None:
         out.problems.append("gate-controller never reported this truck at the entry loop")
     if out.decision is None:

@@ -157,6 +157,13 @@ def test_compare_names_every_mismatch() -> None:
                      "tractor plate read as 51C12845", "barrier opened", "truck passed the arm",
                      "TAILGATING reported"):
         assert expected in text
+    other = truck.model_copy(update={"name": "the truck before", "tractor_plate": "29C73804",
+                                     "trailer_plate": "29R04567"})
+    mixed = TruckOutcome(0, truck, event_id="E1", passage_id="P1", decision="open",
+                         plates_read=["51C12345"], trailers_read=["29R04567"], opened=True,
+                         passed=True)
+    _compare(mixed, [other, truck])
+    assert mixed.problems == ["read 29R04567 of truck 'the truck before' attached to this passage"]
     lost = TruckOutcome(0, truck)
     _compare(lost)
     assert "never reported this truck" in lost.problems[0]
