@@ -387,11 +387,11 @@ class ScenarioRunner:
         outcomes: list[TruckOutcome] = []
         for lane, trucks in self._lane_trucks().items():
             events = self.watchers[lane].snapshot()
-            present = [e for e in events if e.get("event") == "vehicle_present"]
+            paired = pair_events(trucks, events, received)
             for n, (index, truck) in enumerate(trucks):
                 out = TruckOutcome(index=index, truck=truck)
-                if n < len(present):
-                    out.event_id = present[n]["event_id"]
+                if n in paired:
+                    out.event_id = paired[n]
                     self._barrier(out, events)
                 self._decision(out, received, claimed)
                 _compare(out, self.spec.trucks)
@@ -444,6 +444,34 @@ class ScenarioRunner:
         out.plates_read = [normalize_plate(str(r.get("text", ""))) for r in reads.get("tractor", [])]
         out.trailers_read = [normalize_plate(str(r.get("text", "")))
                              for r in reads.get("trailer", [])]
+
+
+def pair_events(trucks: Sequence[tuple[int, TruckSpec]], events: Sequence[dict[str, Any]],
+                received: dict[str, dict[str, Any]]) -> dict[int, str]:
+    """Which ``vehicle_present`` event is which truck of one lane: position -> event id.
+
+    In order, as trucks queue in a lane; but when the passage decided for an event read the
+    tractor plate of exactly one waiting truck, that truck it is, and the trucks before it were
+    never seen (trucks cannot overtake in a lane). So a truck the controller missed (a board
+    fault) does not shift every later truck onto the wrong event.
+    """
+    passage_of: dict[str, str] = {}
+    for event in events:
+        if event.get("event_id") and event.get("passage_id"):
+            passage_of.setdefault(event["event_id"], event["passage_id"])
+    waiting = list(range(len(trucks)))
+    pairs: dict[int, str] = {}
+    for event in (e for e in events if e.get("event") == "vehicle_present"):
+        if not waiting:
+            break
+        body = received.get(passage_of.get(event["event_id"], ""), {})
+        read = {fold_confusables(str(r.get("text", "")))
+                for r in (body.get("reads") or {}).get("tractor", [])}
+        by_plate = [n for n in waiting if fold_confusables(trucks[n][1].tractor_plate) in read]
+        n = by_plate[0] if len(by_plate) == 1 else waiting[0]
+        pairs[n] = event["event_id"]
+        waiting = [m for m in waiting if m > n]   # no overtaking in a lane: earlier ones were missed
+    return pairs
 
 
 def _compare(out: TruckOutcome, trucks: Sequence[TruckSpec] = ()) -> None:

@@ -10,7 +10,7 @@ import pytest
 from edge.domain.model import Outcome
 from gate_controller.yamlconfig import ConfigError
 from simulators.scenario.model import TruckExpect, load_scenario
-from simulators.scenario.runner import TruckOutcome, _compare, time_to_entry_loop
+from simulators.scenario.runner import TruckOutcome, _compare, pair_events, time_to_entry_loop
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "config" / "scenarios"
@@ -168,3 +168,17 @@ def test_compare_names_every_mismatch() -> None:
     _compare(lost)
     assert "never reported this truck" in lost.problems[0]
     assert "no decision" in lost.problems[1]
+
+
+def test_events_pair_with_trucks_in_order_unless_a_plate_says_otherwise() -> None:
+    spec = load_scenario(SCENARIOS / "demo.yaml").spec
+    lane = [(i, t) for i, t in enumerate(spec.trucks) if t.lane == "in-1"]
+    plates = [t.tractor_plate for _, t in lane]
+    events = [{"event": "vehicle_present", "event_id": f"E{k}"} for k in range(len(lane))]
+    assert pair_events(lane, events, {}) == {k: f"E{k}" for k in range(len(lane))}
+    # The controller never saw truck 0: the first event's passage read truck 1's plate.
+    events = [{"event": "vehicle_present", "event_id": "E1"},
+              {"event": "referred", "event_id": "E1", "passage_id": "P1"},
+              {"event": "vehicle_present", "event_id": "E2"}]
+    received = {"P1": {"reads": {"tractor": [{"text": plates[1]}]}}}
+    assert pair_events(lane, events, received) == {1: "E1", 2: "E2"}
