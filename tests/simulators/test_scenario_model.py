@@ -182,3 +182,23 @@ def test_events_pair_with_trucks_in_order_unless_a_plate_says_otherwise() -> Non
               {"event": "vehicle_present", "event_id": "E2"}]
     received = {"P1": {"reads": {"tractor": [{"text": plates[1]}]}}}
     assert pair_events(lane, events, received) == {1: "E1", 2: "E2"}
+
+
+def test_speed_compresses_the_timeline_but_not_the_driving() -> None:
+    from types import SimpleNamespace
+
+    from simulators.scenario.runner import ScenarioRunner
+
+    spec = load_scenario(SCENARIOS / "demo.yaml").spec
+    lab = SimpleNamespace(spec=spec, rigs={lane: SimpleNamespace() for lane in spec.lane_ids()})
+    plan = ScenarioRunner(lab, speed=2.0)._plan()  # type: ignore[arg-type]
+    times = {a.what: a.at for a in plan}
+    first = spec.trucks[0]
+    assert times[f"in-1: truck '{first.name}' ({first.tractor_plate}) arrives"] == first.at / 2
+    # seals are read a physical lead before the loop: driving time is not compressed
+    lead = time_to_entry_loop(first) - spec.defaults.seal_lead_s
+    assert times[f"in-1: seals of '{first.name}' read"] == pytest.approx(first.at / 2 + lead)
+    outage = spec.faults[0]
+    assert times["fault: MQTT broker stops"] == outage.at / 2
+    assert times["fault cleared: MQTT broker back"] == (outage.at + outage.duration_s) / 2
+    assert [a.at for a in plan] == sorted(a.at for a in plan)
