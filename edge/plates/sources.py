@@ -50,15 +50,26 @@ class FrameSource(Protocol):
 
 
 class OpenCvSource:
-    """Streams, files and devices through `cv2.VideoCapture` (FFmpeg or V4L2 underneath)."""
+    """Streams, files and devices through `cv2.VideoCapture` (FFmpeg or V4L2 underneath).
+
+    A live source (stream or device) is read by a thread of its own that keeps only the newest
+    frame: a reader slower than the camera (a busy CPU) then analyses *current* frames and skips
+    the rest. Read sequentially instead, the socket buffers fill with seconds of old video, and
+    a plate or container of the truck that has already left is read while the next one stands
+    at the barrier (seen in the scenario lab under load: container reads 13 s stale attached to
+    the following truck). Files are read in order, every frame, as before.
+    """
 
     def __init__(self, target: str | int, *, finite: bool = False, loop: bool = False,
-                 size: tuple[int | None, int | None] = (None, None)) -> None:
+                 size: tuple[int | None, int | None] = (None, None),
+                 frame_timeout: float = 2.0) -> None:
         self.target = target
         self.finite = finite
         self.loop = loop
         self.size = size
+        self.frame_timeout = frame_timeout
         self._cap: cv2.VideoCapture | None = None
+        self._grabber: _LatestFrame | None = None
 
     def open(self) -> None:
         """Open the capture; FFmpeg timeouts keep a dead stream from blocking forever."""
@@ -72,11 +83,18 @@ class OpenCvSource:
             cap.release()
             raise SourceError(f"cannot open {self.target!r}")
         self._cap = cap
+        if not self.finite:
+            self._grabber = _LatestFrame(cap, str(self.target))
 
     def read(self) -> np.ndarray | None:
-        """Grab and decode one frame."""
+        """Grab and decode one frame (live sources: the newest one not returned yet)."""
         if self._cap is None:
             raise SourceError("source is not open")
+        if self._grabber is not None:
+            frame, lost = self._grabber.next(self.frame_timeout)
+            if lost:
+                raise SourceError(f"stream {self.target!r} lost")
+            return frame
         ok, frame = self._cap.read()
         if ok and frame is not None and frame.size:
             return frame
@@ -88,10 +106,57 @@ class OpenCvSource:
         raise SourceError(f"stream {self.target!r} lost")
 
     def close(self) -> None:
-        """Release the capture."""
-        if self._cap is not None:
+        """Release the capture (a live source's grabber thread releases it when it stops)."""
+        grabber, self._grabber = self._grabber, None
+        cap, self._cap = self._cap, None
+        if grabber is not None:
+            grabber.stop()
+        elif cap is not None:
+            cap.release()
+
+
+class _LatestFrame:
+    """A thread that reads a live capture as fast as it delivers and keeps the newest frame.
+
+    The thread owns the capture: it alone calls ``read`` and ``release`` on it, so a capture is
+    never released while a read is in progress in another thread.
+    """
+
+    def __init__(self, cap: cv2.VideoCapture, name: str) -> None:
+        self._cap = cap
+        self._cond = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"grab {name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                ok, frame = self._cap.read()
+                with self._cond:
+                    if ok and frame is not None and frame.size:
+                        self._frame = frame
+                    else:
+                        self._lost = True
+                    self._cond.notify_all()
+                if not ok:
+                    return
+        finally:
             self._cap.release()
-            self._cap = None
+
+    def next(self, timeout: float) -> tuple[np.ndarray | None, bool]:
+        """(newest unseen frame or None after ``timeout``, whether the stream is lost)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._frame is not None or self._lost, timeout)
+            frame, self._frame = self._frame, None
+            return frame, self._lost and frame is None
+
+    def stop(self) -> None:
+        """Ask the thread to end; it releases the capture after its current read returns."""
+        self._stop.set()
+        self._thread.join(timeout=2.0)
 
 
 class ImageFolderSource:
