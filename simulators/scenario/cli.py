@@ -53,6 +53,8 @@ def print_result(console: Console, result: ScenarioResult) -> None:
     console.print(f"centre received {result.received_passages} passage(s){gaps}")
     for line in result.fault_log:
         console.print(f"  fault: {line}")
+    for line in result.lane_faults:   # what gate-controller reported, injected or not
+        console.print(f"  lane fault: {line}", markup=False, highlight=False)
     for problem in result.problems:
         console.print(f"[red]problem: {problem}[/]")
     passed = sum(t.ok for t in result.trucks)

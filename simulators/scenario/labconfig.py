@@ -80,6 +80,7 @@ def gate_edge_config(lab: Lab, *, broker_port: int) -> str:
             f"    port: {_q(rig.relay_link)}",
             "    baudrate: 115200",
             "    slave_id: 1",
+            "    timeout_s: 1.0               # the board is a Python process sharing a busy CPU",
             f"    ipc_socket: {_q(rig.controller_socket)}",
         ]
     lines += [

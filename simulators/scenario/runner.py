@@ -169,6 +169,7 @@ class ScenarioResult:
     seq_gaps: list[int] = field(default_factory=list)
     fault_log: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    lane_faults: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -180,6 +181,7 @@ class ScenarioResult:
         return {"scenario": self.name, "ok": self.ok, "lab_dir": str(self.lab_dir),
                 "received_passages": self.received_passages, "seq_gaps": self.seq_gaps,
                 "faults": self.fault_log, "problems": self.problems,
+                "lane_faults": self.lane_faults,
                 "trucks": [t.as_dict() for t in self.trucks]}
 
 
@@ -403,8 +405,11 @@ class ScenarioRunner:
         problems = list(self.errors)
         if gaps:
             problems.append(f"the centre is missing outbox seq(s) {gaps[:10]}: messages lost")
+        lane_faults = [f"{e.get('ts')} {lane}: {e.get('code')} {e.get('detail') or ''}".rstrip()
+                       for lane, watcher in self.watchers.items()
+                       for e in watcher.snapshot() if e.get("event") == "fault"]
         return ScenarioResult(self.spec.name, self.lab.dir, outcomes, len(received), gaps,
-                              self.fault_log, problems)
+                              self.fault_log, problems, lane_faults)
 
     @staticmethod
     def _barrier(out: TruckOutcome, events: list[dict[str, Any]]) -> None:
