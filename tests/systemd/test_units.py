@@ -12,7 +12,9 @@ adapters, not merely to parse.
 
 from __future__ import annotations
 
+import grp
 import importlib
+import os
 import re
 import shlex
 import shutil
@@ -261,6 +263,37 @@ def test_gate_sim_instances_parse_against_the_real_cli(conf: Path, tmp_path: Pat
         assert "--control" in options
 
 
+def test_gate_sim_hands_its_pty_to_group_gate_edge(tmp_path: Path) -> None:
+    """ExecStartPost= really makes the simulator's pty openable by the other gate users.
+
+    Run as systemd would: ``$$`` unescaped to ``$``, the instance's environment set. The group
+    is swapped for this process's own (there is no gate-edge group on a CI machine).
+    """
+    post = single(unit("gate-sim@.service"), "Service", "ExecStartPost")
+    shell, flag, script = shlex.split(post.replace("$$", "$"))
+    assert (shell, flag) == ("/bin/sh", "-c")
+    group = grp.getgrgid(os.getgid()).gr_name
+    script = script.replace("chgrp gate-edge", f"chgrp {group}")
+    master, slave = os.openpty()
+    try:
+        link = tmp_path / "port"
+        link.symlink_to(os.ttyname(slave))
+        os.chmod(os.ttyname(slave), 0o620)
+        env = {"GATE_SIM_PORT": str(link), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True,
+                              timeout=30, check=False)
+        assert done.returncode == 0, done
+        st = os.stat(os.ttyname(slave))
+        assert (st.st_mode & 0o777, st.st_gid) == (0o660, os.getgid())
+        # instances without a serial port (camera, central) skip the step
+        none = subprocess.run(["/bin/sh", "-c", script], env={"PATH": "/usr/bin:/bin"}, timeout=30,
+                              check=False)
+        assert none.returncode == 0
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def test_there_is_an_instance_example_of_every_serial_simulator() -> None:
     commands = {_env_file(p)["GATE_SIM_ARGS"].split()[0] for p in SIM_CONFS}
     assert {"relay-board", "seal-reader", "barcode-scanner", "camera", "central"} <= commands
@@ -443,14 +476,15 @@ done
 """
 
 
-@pytest.fixture
-def udev_run(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def udev_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """``udevadm test`` of every adapter, in a mount namespace whose /sys is the fake tree.
 
     /dev and /run are private tmpfs mounts there: udevadm 252's ``test`` really creates the
     links and its database, and must not touch the host's.
     """
     udevadm = _tool("udevadm")
+    tmp_path = tmp_path_factory.mktemp("udev")
     unshare = shutil.which("unshare")
     if unshare is None:
         pytest.skip("unshare not installed (Debian package util-linux)")
