@@ -204,6 +204,16 @@ def test_credentials_are_the_names_the_config_reads() -> None:
     assert all(src.startswith("/etc/credstore/") for src in loaded.values()), loaded
 
 
+def test_encrypted_credentials_drop_in_replaces_every_plain_credential() -> None:
+    plain = {v.partition(":")[0] for v in values(unit("gate-edge.service"), "Service", "LoadCredential")}
+    drop_in = unit("gate-edge-credentials-encrypted.conf")
+    assert values(drop_in, "Service", "LoadCredential") == [""]
+    assert drop_in["Service"][0] == ("LoadCredential", "")  # the reset comes first
+    encrypted = values(drop_in, "Service", "LoadCredentialEncrypted")
+    assert {v.partition(":")[0] for v in encrypted} == plain
+    assert all(v.partition(":")[2].startswith("/etc/credstore.encrypted/") for v in encrypted)
+
+
 def test_directories_agree_with_the_config_and_the_controller() -> None:
     cfg = load_config(EXAMPLE_CONFIG)
     edge, controller = unit("gate-edge.service"), unit("gate-controller@.service")
@@ -328,6 +338,7 @@ def units_with_stub_binaries(tmp_path: Path) -> Path:
         text = (SYSTEMD / name).read_text(encoding="utf-8").replace(VENV_BIN, f"{stub_bin}/")
         (out / name).write_text(text, encoding="utf-8")
     shutil.copytree(SYSTEMD / "lab", out, dirs_exist_ok=True)  # the *.service.d drop-ins
+    shutil.copy(SYSTEMD / "gate-edge-credentials-encrypted.conf", out / "gate-edge.service.d")
     # instances, as systemctl would start them
     shutil.copy(out / "gate-controller@.service", out / "gate-controller@board1.service")
     shutil.copy(out / "gate-sim@.service", out / "gate-sim@board1.service")
