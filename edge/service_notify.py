@@ -24,6 +24,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,12 @@ class HealthWatchdog:
     kills and restarts gate-edge (gate-controller keeps the barriers safe meanwhile). Checks
     must be quick: a synchronous one runs on the event loop, an ``async`` one is given at most
     half a round. A check that raises counts as failing.
+
+    Register as ``checks`` only what a restart cures: a task that died, a camera worker or the
+    SQLite writer that stopped making progress. A broker outage, a camera that is off-line or a
+    full disk are not cured by a restart; as checks they would restart gate-edge every
+    ``WatchdogSec`` until systemd's start limit leaves it stopped. Give those as ``advisories``:
+    they show in STATUS ("degraded") and the log, and the watchdog is still fed.
     """
 
     #: round length when systemd set no watchdog: checks still run, for STATUS and the log
@@ -204,20 +211,24 @@ class HealthWatchdog:
         notifier: ServiceNotifier,
         checks: Mapping[str, HealthCheck],
         *,
+        advisories: Mapping[str, HealthCheck] | None = None,
         interval: float | None = None,
         summary: Callable[[], str] | None = None,
     ) -> None:
         """Watch ``checks`` (name -> check); ``summary`` adds a healthy STATUS line's detail.
 
-        ``interval`` overrides the round length (default: half of ``WatchdogSec=``, else
-        :attr:`DEFAULT_INTERVAL`).
+        ``advisories`` are reported but never hold back the watchdog. ``interval`` overrides the
+        round length (default: half of ``WatchdogSec=``, else :attr:`DEFAULT_INTERVAL`).
         """
         self.notifier = notifier
         self.checks = dict(checks)
+        self.advisories = dict(advisories or {})
         self.interval = interval or notifier.watchdog_interval() or self.DEFAULT_INTERVAL
         self.summary = summary
         #: failing check name -> reason, as of the last round (empty: healthy)
         self.failures: dict[str, str] = {}
+        #: failing advisory name -> reason, as of the last round
+        self.degraded: dict[str, str] = {}
         self.rounds = 0
         self._warned_at: float | None = None
         self._warned_failures: dict[str, str] = {}
@@ -225,7 +236,7 @@ class HealthWatchdog:
 
     @property
     def healthy(self) -> bool:
-        """True when every check passed in the last round."""
+        """True when every check passed in the last round (advisories do not count)."""
         return not self.failures
 
     async def run(self) -> None:
@@ -238,12 +249,15 @@ class HealthWatchdog:
 
     async def check_once(self) -> dict[str, str]:
         """Run one round: checks, then WATCHDOG=1 + STATUS or STATUS alone; return the failures."""
-        failures: dict[str, str] = {}
-        for name, check in self.checks.items():
-            reason = await self._run_check(name, check)
-            if reason is not None:
-                failures[name] = reason
-        self.failures = failures
+        failures = await self._run_all(self.checks)
+        degraded = await self._run_all(self.advisories)
+        if degraded != self.degraded:
+            for name, reason in degraded.items():
+                if self.degraded.get(name) != reason:
+                    log.warning("degraded (watchdog still fed): %s: %s", name, reason)
+            for name in self.degraded.keys() - degraded.keys():
+                log.info("%s recovered", name)
+        self.failures, self.degraded = failures, degraded
         self.rounds += 1
         if failures:
             self.notifier.status(self._failure_status(failures))
@@ -252,6 +266,14 @@ class HealthWatchdog:
             self.notifier.watchdog()
             self.notifier.status(self._healthy_status())
             self._log_recovery()
+        return failures
+
+    async def _run_all(self, checks: Mapping[str, HealthCheck]) -> dict[str, str]:
+        failures: dict[str, str] = {}
+        for name, check in checks.items():
+            reason = await self._run_check(name, check)
+            if reason is not None:
+                failures[name] = reason
         return failures
 
     async def _run_check(self, name: str, check: HealthCheck) -> str | None:
@@ -273,7 +295,11 @@ class HealthWatchdog:
                 detail = self.summary()
             except Exception as exc:
                 detail = f"(summary failed: {type(exc).__name__})"
-        head = f"healthy ({len(self.checks)} checks pass)"
+        if self.degraded:
+            parts = "; ".join(f"{name}: {reason}" for name, reason in self.degraded.items())
+            head = f"degraded ({len(self.checks)} checks pass): {parts}"
+        else:
+            head = f"healthy ({len(self.checks)} checks pass)"
         return f"{head}: {detail}" if detail else head
 
     @staticmethod
@@ -302,3 +328,45 @@ class HealthWatchdog:
         self._unhealthy_since = None
         self._warned_at = None
         self._warned_failures = {}
+
+
+# -- ready-made checks ------------------------------------------------------------------------
+
+def task_alive(task: asyncio.Task[Any]) -> Callable[[], str | None]:
+    """A check that fails once ``task`` (a lane loop, the SQLite writer) has ended.
+
+    Such tasks run for the daemon's life; one that returned or raised left its part of the gate
+    dead, which a restart cures.
+    """
+
+    def check() -> str | None:
+        if not task.done():
+            return None
+        if task.cancelled():
+            return f"task {task.get_name()} was cancelled"
+        exc = task.exception()
+        if exc is not None:
+            return f"task {task.get_name()} died: {type(exc).__name__}: {exc}"
+        return f"task {task.get_name()} returned"
+
+    return check
+
+
+def progressing(last_progress: Callable[[], float | None], max_age: float, what: str,
+                clock: Callable[[], float] = time.monotonic) -> Callable[[], str | None]:
+    """A check that fails when ``last_progress()`` (a ``clock()`` time) is older than ``max_age``.
+
+    For parts that make progress on their own whatever the traffic, e.g. a camera worker that
+    decodes frames or the SQLite writer's loop turn; None (nothing yet) counts as fine until
+    ``max_age`` has passed since the check was made, which gives the part its start-up time.
+    """
+    created = clock()
+
+    def check() -> str | None:
+        last = last_progress()
+        age = clock() - (created if last is None else last)
+        if age <= max_age:
+            return None
+        return f"no {what} for {age:.0f} s (limit {max_age:.0f} s)"
+
+    return check

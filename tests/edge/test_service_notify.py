@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.service_notify import HealthWatchdog, ServiceNotifier
+from edge.service_notify import HealthWatchdog, ServiceNotifier, progressing, task_alive
 
 
 @dataclass
@@ -284,3 +284,74 @@ def test_run_feeds_every_interval_and_stops_when_cancelled(abstract_socket: Noti
 def test_interval_without_systemd_watchdog_is_the_default() -> None:
     guard = HealthWatchdog(ServiceNotifier({}), {})
     assert guard.interval == HealthWatchdog.DEFAULT_INTERVAL
+
+
+def test_advisories_show_as_degraded_but_keep_feeding(path_socket: NotifySocket,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    # a broker outage is not cured by a restart: it must not starve the watchdog
+    notifier = ServiceNotifier(path_socket.env(WATCHDOG_USEC="2000000"))
+    broker = Flag()
+    guard = HealthWatchdog(notifier, {"writer": Flag()}, advisories={"mqtt": broker})
+    broker.reason = "no broker reachable (mqtt1.customs.example:8883, mqtt2.customs.example:8883)"
+    with caplog.at_level(logging.INFO, logger="edge.service_notify"):
+        assert asyncio.run(guard.check_once()) == {}
+        degraded = path_socket.messages()
+        asyncio.run(guard.check_once())  # unchanged: logged once
+        path_socket.messages()
+        broker.reason = None
+        asyncio.run(guard.check_once())
+        recovered = path_socket.messages()
+    assert degraded == [{"WATCHDOG": "1"},
+                        {"STATUS": "degraded (1 checks pass): mqtt: no broker reachable "
+                                   "(mqtt1.customs.example:8883, mqtt2.customs.example:8883)"}]
+    assert recovered == [{"WATCHDOG": "1"}, {"STATUS": "healthy (1 checks pass)"}]
+    assert guard.healthy and guard.degraded == {}
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("degraded" in m for m in messages) == 1
+    assert any("mqtt recovered" in m for m in messages)
+
+
+def test_task_alive_reports_how_a_task_ended() -> None:
+    async def main() -> list[str | None]:
+        async def forever() -> None:
+            await asyncio.sleep(3600)
+
+        async def crashes() -> None:
+            raise RuntimeError("database disk image is malformed")
+
+        async def returns() -> None:
+            return None
+
+        running = asyncio.create_task(forever(), name="lane-in-1")
+        crashed = asyncio.create_task(crashes(), name="store-writer")
+        returned = asyncio.create_task(returns(), name="outbox")
+        cancelled = asyncio.create_task(forever(), name="camera-cam-in1-front")
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(crashed, returned, cancelled, return_exceptions=True)
+        results = [task_alive(t)() for t in (running, crashed, returned, cancelled)]
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        return results
+
+    assert asyncio.run(main()) == [
+        None,
+        "task store-writer died: RuntimeError: database disk image is malformed",
+        "task outbox returned",
+        "task camera-cam-in1-front was cancelled",
+    ]
+
+
+def test_progressing_fails_when_a_part_stops_making_progress() -> None:
+    now = [1000.0]
+    last: list[float | None] = [None]
+    check = progressing(lambda: last[0], max_age=30, what="frames from cam-in1-front",
+                        clock=lambda: now[0])
+    now[0] += 20
+    assert check() is None  # start-up grace: nothing yet, but not for long
+    now[0] += 20
+    assert check() == "no frames from cam-in1-front for 40 s (limit 30 s)"
+    last[0] = now[0] - 1
+    assert check() is None
+    now[0] += 45
+    assert check() == "no frames from cam-in1-front for 46 s (limit 30 s)"
