@@ -133,10 +133,16 @@ class ServiceNotifier:
         """
         self._send(f"EXTEND_TIMEOUT_USEC={max(0, round(seconds * 1_000_000))}")
 
-    def watchdog(self) -> None:
-        """Feed the watchdog; nothing is sent when the watchdog is not meant for this process."""
+    def watchdog(self, status: str = "") -> None:
+        """Feed the watchdog (with a STATUS line in the same datagram, if given).
+
+        WATCHDOG=1 is sent only when the watchdog is meant for this process; a status alone is
+        still sent.
+        """
         if self._watchdog_usec is not None:
-            self._send("WATCHDOG=1")
+            self._send("WATCHDOG=1", status)
+        elif status:
+            self.status(status)
 
     def watchdog_interval(self) -> float | None:
         """How often to feed the watchdog: half of ``WatchdogSec=``, as ``sd_watchdog_enabled(3)`` advises.
@@ -263,8 +269,7 @@ class HealthWatchdog:
             self.notifier.status(self._failure_status(failures))
             self._log_failures(failures)
         else:
-            self.notifier.watchdog()
-            self.notifier.status(self._healthy_status())
+            self.notifier.watchdog(self._healthy_status())
             self._log_recovery()
         return failures
 

@@ -205,7 +205,7 @@ def test_watchdog_fed_only_while_every_check_passes(path_socket: NotifySocket,
 
     with caplog.at_level(logging.WARNING, logger="edge.service_notify"):
         healthy, failing, still_failing, recovered = asyncio.run(rounds())
-    assert healthy == [{"WATCHDOG": "1"}, {"STATUS": "healthy (2 checks pass): 2 lanes"}]
+    assert healthy == [{"WATCHDOG": "1", "STATUS": "healthy (2 checks pass): 2 lanes"}]
     assert failing == still_failing == [{
         "STATUS": "UNHEALTHY, watchdog not fed: lanes: lane in-1: camera cam-in1-front silent for 30 s"}]
     assert recovered == healthy
@@ -245,7 +245,7 @@ def test_async_checks_are_awaited(path_socket: NotifySocket) -> None:
 
     guard = HealthWatchdog(notifier, {"controller": controller_answers})
     assert asyncio.run(guard.check_once()) == {}
-    assert path_socket.messages()[0] == {"WATCHDOG": "1"}
+    assert path_socket.messages()[0]["WATCHDOG"] == "1"
 
 
 def test_run_feeds_every_interval_and_stops_when_cancelled(abstract_socket: NotifySocket) -> None:
@@ -301,10 +301,10 @@ def test_advisories_show_as_degraded_but_keep_feeding(path_socket: NotifySocket,
         broker.reason = None
         asyncio.run(guard.check_once())
         recovered = path_socket.messages()
-    assert degraded == [{"WATCHDOG": "1"},
-                        {"STATUS": "degraded (1 checks pass): mqtt: no broker reachable "
+    assert degraded == [{"WATCHDOG": "1",
+                         "STATUS": "degraded (1 checks pass): mqtt: no broker reachable "
                                    "(mqtt1.customs.example:8883, mqtt2.customs.example:8883)"}]
-    assert recovered == [{"WATCHDOG": "1"}, {"STATUS": "healthy (1 checks pass)"}]
+    assert recovered == [{"WATCHDOG": "1", "STATUS": "healthy (1 checks pass)"}]
     assert guard.healthy and guard.degraded == {}
     messages = [r.getMessage() for r in caplog.records]
     assert sum("degraded" in m for m in messages) == 1
@@ -355,3 +355,10 @@ def test_progressing_fails_when_a_part_stops_making_progress() -> None:
     assert check() is None
     now[0] += 45
     assert check() == "no frames from cam-in1-front for 46 s (limit 30 s)"
+
+
+def test_watchdog_with_status_is_one_datagram_and_status_alone_without_a_watchdog(
+        path_socket: NotifySocket) -> None:
+    ServiceNotifier(path_socket.env(WATCHDOG_USEC="2000000")).watchdog("2 lanes")
+    ServiceNotifier(path_socket.env()).watchdog("2 lanes")
+    assert path_socket.messages() == [{"WATCHDOG": "1", "STATUS": "2 lanes"}, {"STATUS": "2 lanes"}]
