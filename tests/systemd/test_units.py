@@ -398,7 +398,8 @@ def test_sysusers_and_tmpfiles_on_a_scratch_root(tmp_path: Path) -> None:
     gid = group["gate-edge"][2]
     assert {passwd[u][3] for u in ("gate-edge", "gate-controller", "gate-sim")} == {gid}
     assert passwd["gate-edge"][5] == "/var/lib/gate-edge"
-    assert set(group["dialout"][3].split(",")) == {"gate-edge", "gate-controller"}
+    # only the controller may open serial ports udev has not named; gate-edge reads its seals
+    assert group["dialout"][3].split(",") == ["gate-controller"]
     run_dir = (root / "run/gate-edge").stat()
     assert (run_dir.st_mode & 0o7777, run_dir.st_uid, str(run_dir.st_gid)) == (
         0o770, int(passwd["gate-controller"][2]), gid)
@@ -479,6 +480,7 @@ set -e
 mount --bind "$FAKE_SYS" /sys
 mount --bind "$RULES_DIR" /etc/udev/rules.d
 mount --bind "$GROUP_FILE" /etc/group
+mount --bind "$PASSWD_FILE" /etc/passwd
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /dev
 for p in $SYSPATHS; do
@@ -508,9 +510,13 @@ def udev_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     group_file = tmp_path / "group"
     group_file.write_text(Path("/etc/group").read_text(encoding="utf-8") + "gate-edge:x:64123:\n",
                           encoding="utf-8")
+    passwd_file = tmp_path / "passwd"
+    passwd_file.write_text(Path("/etc/passwd").read_text(encoding="utf-8")
+                           + "gate-controller:x:64124:64123::/:/usr/sbin/nologin\n", encoding="utf-8")
     syspaths = {name: "/sys/" + a.syspath() for name, a in ADAPTERS.items()}
     syspaths["latency"] = "/sys/" + ADAPTERS["gate-relay-1"].usb_serial_path()
     env = {"FAKE_SYS": str(sys_root), "RULES_DIR": str(rules_dir), "GROUP_FILE": str(group_file),
+           "PASSWD_FILE": str(passwd_file),
            "SYSPATHS": " ".join(syspaths.values()), "PATH": str(Path(udevadm).parent) + ":/usr/bin:/bin",
            # sd-device refuses a /sys that is not sysfs unless told this is a test (systemd's own
            # test suite does the same)
@@ -540,8 +546,15 @@ def test_udevadm_names_each_adapter(udev_run: dict[str, str]) -> None:
         assert "99-gate-edge.rules" in log and "Invalid" not in log and "Unknown" not in log, log
         gate_links = {link for link in _devlinks(log) if link.startswith("/dev/gate-")}
         assert gate_links == {f"/dev/{name}"}, (name, log)
-        assert re.search(r"99-gate-edge\.rules:\d+ GROUP 64123", log), log
-        assert re.search(r"99-gate-edge\.rules:\d+ MODE 0660", log), log
+        if name.startswith("gate-relay-"):
+            # only gate-controller may open a relay board: gate-edge never writes coils itself
+            assert re.search(r"99-gate-edge\.rules:\d+ OWNER 64124", log), log
+            assert re.search(r"99-gate-edge\.rules:\d+ MODE 0600", log), log
+            assert "GROUP 64123" not in log
+        else:
+            assert re.search(r"99-gate-edge\.rules:\d+ GROUP 64123", log), log
+            assert re.search(r"99-gate-edge\.rules:\d+ MODE 0660", log), log
+            assert "OWNER 64124" not in log
         assert "ID_MM_DEVICE_IGNORE=1" in log and re.search(r"^TAGS=.*:systemd:", log, re.M)
 
 
@@ -549,7 +562,7 @@ def test_udevadm_leaves_other_adapters_alone(udev_run: dict[str, str]) -> None:
     for name in ("other-ftdi", "ch340-moved"):
         log = udev_run[name]
         assert not any(link.startswith("/dev/gate-") for link in _devlinks(log)), log
-        assert "GATE_EDGE_PORT" not in log and "GROUP 64123" not in log, log
+        assert "GATE_EDGE_PORT" not in log and "64123" not in log and "64124" not in log, log
         # the system's own stable names are still there to find it by
         assert any(link.startswith("/dev/serial/by-path/") for link in _devlinks(log)), log
 
