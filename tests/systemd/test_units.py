@@ -111,6 +111,27 @@ def test_every_unit_carries_the_required_hardening(name: str) -> None:
     assert all(v.startswith(("char-", "/dev/ptmx")) for v in values(u, "Service", "DeviceAllow"))
 
 
+def _allows_chown(u: Unit) -> bool:
+    """Whether the unit's SystemCallFilter= (an allow list edited in order) leaves @chown in."""
+    allowed = False
+    for entry in values(u, "Service", "SystemCallFilter"):
+        deny = entry.startswith("~")
+        groups = set(entry.lstrip("~").split())
+        if deny and groups & {"@chown", "@privileged"}:
+            allowed = False
+        elif not deny and groups & {"@chown", "@system-service"}:  # @system-service holds @chown
+            allowed = True
+    return allowed
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_commands_that_chown_are_not_blocked_by_the_syscall_filter(name: str) -> None:
+    u = unit(name)
+    commands = " ".join(v for k, v in u["Service"] if k.startswith("Exec"))
+    if re.search(r"\bch(own|grp)\b", commands):
+        assert _allows_chown(u), f"{name} runs chown/chgrp but its SystemCallFilter= removes @chown"
+
+
 def _console_scripts() -> dict[str, str]:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     scripts: dict[str, str] = pyproject["project"]["scripts"]
