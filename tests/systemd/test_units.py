@@ -523,6 +523,10 @@ def udev_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     unshare = shutil.which("unshare")
     if unshare is None:
         pytest.skip("unshare not installed (Debian package util-linux)")
+    probe = subprocess.run([unshare, "--mount", "--propagation", "private", "true"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here (needs root): {probe.stderr.strip()}")
     sys_root = tmp_path / "sys"
     fake_sysfs.build(sys_root, list(ADAPTERS.values()))
     rules_dir = tmp_path / "rules.d"
@@ -544,8 +548,6 @@ def udev_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
            "SYSTEMD_DEVICE_VERIFY_SYSFS": "0"}
     result = subprocess.run([unshare, "--mount", "--propagation", "private", "sh", "-c", UDEV_SCRIPT],
                             env=env, capture_output=True, text=True, timeout=120, check=False)
-    if result.returncode != 0 and "unshare" in result.stderr:
-        pytest.skip(f"no private mount namespace here: {result.stderr.strip()}")
     assert result.returncode == 0, result.stdout + result.stderr
     out: dict[str, str] = {}
     for name, syspath in syspaths.items():
