@@ -1,13 +1,11 @@
-"""The systemd units, sysusers/tmpfiles entries and udev rules in systemd/, checked for real.
+"""The systemd units and sysusers/tmpfiles entries in systemd/, checked for real.
 
 Static checks read the unit files the way systemd does (repeated keys, continuation lines) and
 hold them against the code they start: the console scripts pyproject declares and the options
 their CLIs accept, the credential names the config reads, the directories the config uses.
-Where systemd's own tools are installed (Debian's ``systemd`` and ``udev`` packages), they judge
-the files too: ``systemd-analyze verify`` and ``security --offline``, ``systemd-sysusers`` and
-``systemd-tmpfiles`` on a scratch root, and ``udevadm test`` on a synthetic sysfs inside a
-private mount namespace, so the udev rules are shown to name real FTDI, CH340 and Prolific
-adapters, not merely to parse.
+Where systemd's own tools are installed (Debian's ``systemd`` package) they judge the files too:
+``systemd-analyze verify`` and ``security --offline``, and ``systemd-sysusers`` and
+``systemd-tmpfiles`` on a scratch root. The udev rules: test_udev_rules.py.
 """
 
 from __future__ import annotations
@@ -28,62 +26,19 @@ import typer
 
 from edge.config import load_config
 from gate_controller.config import RelayBoardConfig
-from tests.systemd import fake_sysfs
-
-REPO = Path(__file__).resolve().parents[2]
-SYSTEMD = REPO / "systemd"
-UNITS = ["gate-edge.service", "gate-controller@.service", "gate-sim@.service"]
-VENV_BIN = "/opt/gate-edge/.venv/bin/"
-EXAMPLE_CONFIG = REPO / "config" / "gate-edge.example.yaml"
-
-Unit = dict[str, list[tuple[str, str]]]
-
-
-def parse_unit(text: str) -> Unit:
-    """Sections -> (key, value) in file order; keys may repeat, as in systemd.syntax(7)."""
-    sections: Unit = {}
-    current: list[tuple[str, str]] | None = None
-    logical = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not logical and (not line or line[0] in "#;"):
-            continue
-        if line.endswith("\\"):
-            logical += line[:-1] + " "
-            continue
-        line, logical = logical + line, ""
-        if line.startswith("[") and line.endswith("]"):
-            current = sections.setdefault(line[1:-1], [])
-            continue
-        assert current is not None, f"assignment outside a section: {line!r}"
-        key, sep, value = line.partition("=")
-        assert sep, f"not an assignment: {line!r}"
-        current.append((key.strip(), value.strip()))
-    return sections
-
-
-def unit(name: str) -> Unit:
-    return parse_unit((SYSTEMD / name).read_text(encoding="utf-8"))
-
-
-def values(u: Unit, section: str, key: str) -> list[str]:
-    return [v for k, v in u.get(section, []) if k == key]
-
-
-def single(u: Unit, section: str, key: str) -> str:
-    found = values(u, section, key)
-    assert len(found) == 1, f"[{section}] {key}= given {len(found)} times"
-    return found[0]
-
-
-def seconds(text: str) -> float:
-    """A systemd time span (90, 90s, 2min, 1min 30s) in seconds."""
-    factors = {"": 1, "s": 1, "sec": 1, "ms": 0.001, "m": 60, "min": 60, "h": 3600}
-    total = 0.0
-    for number, suffix in re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text):
-        total += float(number) * factors[suffix]
-    return total
-
+from tests.systemd.unitfiles import (
+    EXAMPLE_CONFIG,
+    REPO,
+    SYSTEMD,
+    UNITS,
+    VENV_BIN,
+    Unit,
+    seconds,
+    single,
+    tool,
+    unit,
+    values,
+)
 
 # -- static checks of the units ---------------------------------------------------------------
 
@@ -333,12 +288,6 @@ def test_there_is_an_instance_example_of_every_serial_simulator() -> None:
 
 # -- systemd's own tools ----------------------------------------------------------------------
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} not installed (Debian package "
-                    f"{'udev' if name == 'udevadm' else 'systemd'})")
-    return path
 
 
 @pytest.fixture
@@ -369,7 +318,7 @@ def units_with_stub_binaries(tmp_path: Path) -> Path:
 
 
 def test_systemd_analyze_verify_is_silent(units_with_stub_binaries: Path) -> None:
-    analyze = _tool("systemd-analyze")
+    analyze = tool("systemd-analyze")
     names = ["gate-edge.service", "gate-controller@board1.service", "gate-sim@board1.service"]
     result = subprocess.run([analyze, "verify", "--man=no", *names], cwd=units_with_stub_binaries,
                             capture_output=True, text=True, timeout=60, check=False)
@@ -379,7 +328,7 @@ def test_systemd_analyze_verify_is_silent(units_with_stub_binaries: Path) -> Non
 
 def test_systemd_analyze_verify_catches_a_broken_unit(units_with_stub_binaries: Path) -> None:
     """The test above would notice a mistake: a misspelt key and value are reported."""
-    analyze = _tool("systemd-analyze")
+    analyze = tool("systemd-analyze")
     broken = units_with_stub_binaries / "gate-edge.service"
     broken.write_text(broken.read_text(encoding="utf-8").replace(
         "ProtectSystem=strict", "ProtectSystem=stricter\nProtectSytem=strict"), encoding="utf-8")
@@ -392,7 +341,7 @@ def test_systemd_analyze_verify_catches_a_broken_unit(units_with_stub_binaries: 
 @pytest.mark.parametrize("name", ["gate-edge.service", "gate-controller@board1.service",
                                   "gate-sim@board1.service"])
 def test_security_exposure_is_low(units_with_stub_binaries: Path, name: str) -> None:
-    analyze = _tool("systemd-analyze")
+    analyze = tool("systemd-analyze")
     result = subprocess.run([analyze, "security", "--offline=yes", "--no-pager", name],
                             cwd=units_with_stub_binaries, capture_output=True, text=True,
                             timeout=60, check=False)
@@ -403,7 +352,7 @@ def test_security_exposure_is_low(units_with_stub_binaries: Path, name: str) -> 
 
 
 def test_sysusers_and_tmpfiles_on_a_scratch_root(tmp_path: Path) -> None:
-    sysusers, tmpfiles = _tool("systemd-sysusers"), _tool("systemd-tmpfiles")
+    sysusers, tmpfiles = tool("systemd-sysusers"), tool("systemd-tmpfiles")
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     (root / "etc" / "group").write_text("root:x:0:\ndialout:x:20:\n", encoding="ascii")
@@ -425,173 +374,3 @@ def test_sysusers_and_tmpfiles_on_a_scratch_root(tmp_path: Path) -> None:
     assert (run_dir.st_mode & 0o7777, run_dir.st_uid, str(run_dir.st_gid)) == (
         0o770, int(passwd["gate-controller"][2]), gid)
     assert (root / "etc/credstore").stat().st_mode & 0o777 == 0o700
-
-
-# -- udev rules -------------------------------------------------------------------------------
-
-RULES = SYSTEMD / "99-gate-edge.rules"
-MATCH_KEYS = {"ACTION", "SUBSYSTEM", "SUBSYSTEMS", "KERNEL", "KERNELS", "DRIVER", "DRIVERS",
-              "ATTR", "ATTRS", "ENV", "TAG"}
-ASSIGN_KEYS = {"SYMLINK", "GROUP", "MODE", "OWNER", "ENV", "TAG", "ATTR", "GOTO", "LABEL", "RUN"}
-TOKEN = re.compile(r'\s*(?P<key>[A-Z_]+)(?:\{(?P<attr>[^}]+)\})?\s*(?P<op>==|!=|\+=|-=|:=|=)\s*'
-                   r'"(?P<value>[^"]*)"\s*(?:,|$)')
-
-
-def _rule_lines() -> list[str]:
-    return [line for line in RULES.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
-
-
-def test_udev_rule_syntax() -> None:
-    labels, gotos = set(), set()
-    for line in _rule_lines():
-        pos, tokens = 0, []
-        while pos < len(line):
-            m = TOKEN.match(line, pos)
-            assert m, f"cannot parse at column {pos}: {line!r}"
-            tokens.append(m)
-            pos = m.end()
-        for m in tokens:
-            key, op = m["key"], m["op"]
-            allowed = MATCH_KEYS if op in {"==", "!="} else ASSIGN_KEYS
-            assert key in allowed, f"{key}{op} is not valid udev: {line!r}"
-            if key == "LABEL":
-                labels.add(m["value"])
-            if key == "GOTO":
-                gotos.add(m["value"])
-        if any(m["key"] == "SYMLINK" for m in tokens):
-            link = next(m["value"] for m in tokens if m["key"] == "SYMLINK")
-            assert re.fullmatch(r"gate-(relay-\d+|eseal-[a-z0-9-]+|bolt-[a-z0-9-]+)", link), link
-            assert any(m["key"] == "ENV" and m["attr"] == "GATE_EDGE_PORT" for m in tokens), line
-    assert gotos and gotos <= labels
-
-
-def test_every_port_of_the_example_config_has_a_udev_name() -> None:
-    cfg = load_config(EXAMPLE_CONFIG)
-    links = {f"/dev/{v}" for v in re.findall(r'SYMLINK\+="([^"]+)"', RULES.read_text(encoding="utf-8"))}
-    ports = {str(board.port) for board in cfg.relay_boards} | {str(r.port) for r in cfg.seal_readers}
-    assert ports <= links, ports - links
-
-
-def test_drivers_of_the_named_adapters_are_loaded_at_boot() -> None:
-    modules = set((SYSTEMD / "gate-edge.modules-load.conf").read_text(encoding="utf-8").split())
-    vendor_driver = {"0403": "ftdi_sio", "1a86": "ch341", "067b": "pl2303", "10c4": "cp210x"}
-    vendors = set(re.findall(r'ENV\{ID_VENDOR_ID\}=="([0-9a-f]{4})"', RULES.read_text(encoding="utf-8")))
-    assert {"usbserial"} | {vendor_driver[v] for v in vendors} <= modules
-
-
-ADAPTERS = {
-    # the rules' own examples ...
-    "gate-relay-1": fake_sysfs.UsbSerial("ttyUSB0", "0403", "6001", "1", "ftdi_sio", serial="A10KZ3N5",
-                                         manufacturer="FTDI", product_name="FT232R USB UART"),
-    "gate-relay-2": fake_sysfs.UsbSerial("ttyUSB1", "1a86", "7523", "2", "ch341",
-                                         product_name="USB Serial"),
-    "gate-eseal-in1": fake_sysfs.UsbSerial("ttyUSB2", "0403", "6010", "4", "ftdi_sio",
-                                           serial="FT6Q2X9B", interface=0, product_name="Dual RS232-HS"),
-    "gate-bolt-in1": fake_sysfs.UsbSerial("ttyUSB3", "0403", "6010", "4", "ftdi_sio",
-                                          serial="FT6Q2X9B", interface=1, product_name="Dual RS232-HS"),
-    "gate-bolt-in2": fake_sysfs.UsbSerial("ttyUSB4", "067b", "2303", "3.2", "pl2303",
-                                          manufacturer="Prolific Technology Inc."),
-    # ... and adapters that must get no gate name
-    "other-ftdi": fake_sysfs.UsbSerial("ttyUSB5", "0403", "6001", "5", "ftdi_sio", serial="AB0XYZ12"),
-    "ch340-moved": fake_sysfs.UsbSerial("ttyUSB6", "1a86", "7523", "3.4", "ch341"),
-}
-UDEV_SCRIPT = """
-set -e
-mount --bind "$FAKE_SYS" /sys
-mount --bind "$RULES_DIR" /etc/udev/rules.d
-mount --bind "$GROUP_FILE" /etc/group
-mount --bind "$PASSWD_FILE" /etc/passwd
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /dev
-for p in $SYSPATHS; do
-    echo "@@@ device $p"
-    udevadm test --action=add "$p" 2>&1
-done
-"""
-
-
-@pytest.fixture(scope="module")
-def udev_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """``udevadm test`` of every adapter, in a mount namespace whose /sys is the fake tree.
-
-    /dev and /run are private tmpfs mounts there: udevadm 252's ``test`` really creates the
-    links and its database, and must not touch the host's.
-    """
-    udevadm = _tool("udevadm")
-    tmp_path = tmp_path_factory.mktemp("udev")
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("unshare not installed (Debian package util-linux)")
-    probe = subprocess.run([unshare, "--mount", "--propagation", "private", "true"],
-                           capture_output=True, text=True, timeout=30, check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"no private mount namespace here (needs root): {probe.stderr.strip()}")
-    sys_root = tmp_path / "sys"
-    fake_sysfs.build(sys_root, list(ADAPTERS.values()))
-    rules_dir = tmp_path / "rules.d"
-    rules_dir.mkdir()
-    shutil.copy(RULES, rules_dir)
-    group_file = tmp_path / "group"
-    group_file.write_text(Path("/etc/group").read_text(encoding="utf-8") + "gate-edge:x:64123:\n",
-                          encoding="utf-8")
-    passwd_file = tmp_path / "passwd"
-    passwd_file.write_text(Path("/etc/passwd").read_text(encoding="utf-8")
-                           + "gate-controller:x:64124:64123::/:/usr/sbin/nologin\n", encoding="utf-8")
-    syspaths = {name: "/sys/" + a.syspath() for name, a in ADAPTERS.items()}
-    syspaths["latency"] = "/sys/" + ADAPTERS["gate-relay-1"].usb_serial_path()
-    env = {"FAKE_SYS": str(sys_root), "RULES_DIR": str(rules_dir), "GROUP_FILE": str(group_file),
-           "PASSWD_FILE": str(passwd_file),
-           "SYSPATHS": " ".join(syspaths.values()), "PATH": str(Path(udevadm).parent) + ":/usr/bin:/bin",
-           # sd-device refuses a /sys that is not sysfs unless told this is a test (systemd's own
-           # test suite does the same)
-           "SYSTEMD_DEVICE_VERIFY_SYSFS": "0"}
-    result = subprocess.run([unshare, "--mount", "--propagation", "private", "sh", "-c", UDEV_SCRIPT],
-                            env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    out: dict[str, str] = {}
-    for name, syspath in syspaths.items():
-        start = result.stdout.index(f"@@@ device {syspath}\n")
-        end = result.stdout.find("@@@ device ", start + 4)
-        out[name] = result.stdout[start:end if end >= 0 else None]
-    out["__sysfs__"] = str(sys_root)
-    return out
-
-
-def _devlinks(log: str) -> set[str]:
-    found = re.search(r"^DEVLINKS=(.*)$", log, re.M)
-    return set(found.group(1).split()) if found else set()
-
-
-def test_udevadm_names_each_adapter(udev_run: dict[str, str]) -> None:
-    for name in ("gate-relay-1", "gate-relay-2", "gate-eseal-in1", "gate-bolt-in1", "gate-bolt-in2"):
-        log = udev_run[name]
-        assert "99-gate-edge.rules" in log and "Invalid" not in log and "Unknown" not in log, log
-        gate_links = {link for link in _devlinks(log) if link.startswith("/dev/gate-")}
-        assert gate_links == {f"/dev/{name}"}, (name, log)
-        if name.startswith("gate-relay-"):
-            # only gate-controller may open a relay board: gate-edge never writes coils itself
-            assert re.search(r"99-gate-edge\.rules:\d+ OWNER 64124", log), log
-            assert re.search(r"99-gate-edge\.rules:\d+ MODE 0600", log), log
-            assert "GROUP 64123" not in log
-        else:
-            assert re.search(r"99-gate-edge\.rules:\d+ GROUP 64123", log), log
-            assert re.search(r"99-gate-edge\.rules:\d+ MODE 0660", log), log
-            assert "OWNER 64124" not in log
-        assert "ID_MM_DEVICE_IGNORE=1" in log and re.search(r"^TAGS=.*:systemd:", log, re.M)
-
-
-def test_udevadm_leaves_other_adapters_alone(udev_run: dict[str, str]) -> None:
-    for name in ("other-ftdi", "ch340-moved"):
-        log = udev_run[name]
-        assert not any(link.startswith("/dev/gate-") for link in _devlinks(log)), log
-        assert "GATE_EDGE_PORT" not in log and "64123" not in log and "64124" not in log, log
-        # the system's own stable names are still there to find it by
-        assert any(link.startswith("/dev/serial/by-path/") for link in _devlinks(log)), log
-
-
-def test_udevadm_sets_the_ftdi_latency_timer(udev_run: dict[str, str]) -> None:
-    # udevadm test only simulates attribute writes, and says which it would make
-    port = ADAPTERS["gate-relay-1"].usb_serial_path()
-    assert re.search(rf"99-gate-edge\.rules:\d+ ATTR '/sys/{re.escape(port)}/latency_timer' writing '1'",
-                     udev_run["latency"]), udev_run["latency"]
