@@ -10,6 +10,9 @@ import typer
 from edge.cli.common import CONFIG_OPTION, fail, load_or_exit, resolve_config_path
 from edge.logging_setup import configure_logging
 
+# sysexits.h EX_CONFIG: gate-edge.service does not restart on it (a typo needs a person).
+EX_CONFIG = 78
+
 
 def run(
     ctx: typer.Context,
@@ -23,12 +26,13 @@ def run(
     gate-controller links, seal readers, cameras) and stops them in reverse on SIGTERM or
     Ctrl-C, after the passage in progress is decided and recorded. Logs at INFO unless
     --log-level (before 'run') says otherwise. Check a config first with
-    'gate-edge validate-config FILE'. Barriers stay safe without this process: each
-    gate-controller refuses new openings once heartbeats stop.
+    'gate-edge validate-config FILE' (exit status 78 for a config error). Barriers stay
+    safe without this process: each gate-controller refuses new openings once heartbeats
+    stop.
     """
     if not (ctx.obj or {}).get("log_level_set"):
         configure_logging("INFO")
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, code=EX_CONFIG)
     from edge.daemon.app import GateEdgeDaemon, StartupError
 
     daemon = GateEdgeDaemon(cfg, metrics=_metrics(cfg))

@@ -63,13 +63,14 @@ relay_boards:
     lane: in-1
     port: "{relay_port}"
     baudrate: 115200
-    timeout_s: 0.3
+    timeout_s: 1.0
+    retries: 3
     inter_frame_gap_ms: 1
     ipc_socket: "{tmp}/controller-{{name}}.sock"
     timing: {{clear_settle_s: 0.5, heartbeat_timeout_s: 1.5, poll_interval_s: 0.02,
               arm_travel_timeout_s: 3}}
 plate_reader: {{threads: 1}}
-passages: {{deadline: 8s, trailer_wait: 6s}}
+passages: {{deadline: 20s, trailer_wait: 8s}}
 mqtt:
   brokers: [{{host: 127.0.0.1, port: {mqtt_port}, tls: false}}]
   central_keys: [{{id: {support.CENTRAL_KID}, public_key: "{keys.central_pub}"}}]
@@ -150,6 +151,11 @@ class Gate:
             self.seal.read(seal, seal_status)
         return self.board.add_vehicle(**{"start_distance_m": 3.0, "speed_mps": 2.0,
                                          "stops": [[-1.0, 1.0]], **vehicle})
+
+    def wait_idle(self, timeout: float = 40) -> None:
+        """The last truck is gone and the arm is down: the lane is ready for the next one."""
+        assert self.board.wait_for(lambda s: not s["vehicles"] and s["arm"] < 0.02,
+                                   timeout=timeout), self.board.snapshot()
 
     def passages(self) -> list[dict[str, Any]]:
         return [m for m in self.central.messages(support.SITE, "passage")]
