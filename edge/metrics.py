@@ -35,6 +35,7 @@ from prometheus_client import (
     process_collector,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,26 @@ class _LabelGuard:
         return OTHER
 
 
+class _WithoutCreated:
+    """The registry as scraped: without the ``*_created`` series of counters and histograms.
+
+    In the classic text format they are exported as extra gauges that double the series count
+    and that Prometheus has no use for (``rate()`` handles counter resets itself). Filtering
+    here rather than with ``disable_created_metrics()`` keeps that process-wide switch alone.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        """Every family of the registry, minus its ``_created`` samples."""
+        for family in self.registry.collect():
+            if family.type in ("counter", "histogram", "summary", "gaugehistogram"):
+                created = family.name + "_created"
+                family.samples = [s for s in family.samples if s.name != created]
+            yield family
+
+
 class GateMetrics:
     """One per daemon; its own CollectorRegistry (never the global one: tests build many)."""
 
@@ -131,6 +152,7 @@ class GateMetrics:
         """
         self.site = site
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._scraped = _WithoutCreated(self.registry)
         self._label = _LabelGuard(MAX_LABEL_VALUES)
         self._lock = threading.Lock()
         self._recent: dict[str, deque[tuple[datetime, float]]] = {}
@@ -309,5 +331,5 @@ class GateMetrics:
         """
         if accept:
             encoder, content_type = choose_encoder(accept)
-            return encoder(self.registry), content_type
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            return encoder(self._scraped), content_type
+        return generate_latest(self._scraped), CONTENT_TYPE_LATEST
