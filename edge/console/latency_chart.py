@@ -19,8 +19,8 @@ from typing import Any
 
 from edge.metrics import LATENCY_TARGET_P95_SECONDS, GateMetrics, LaneLatency, percentile
 
-WIDTH, HEIGHT = 760, 250
-LEFT, RIGHT, TOP, BOTTOM = 58, 14, 14, 34
+WIDTH, HEIGHT = 960, 260
+LEFT, RIGHT, TOP, BOTTOM = 74, 16, 14, 36
 #: Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000")
 
@@ -44,6 +44,13 @@ class LaneSeries:
     stats: LaneLatency
     dots: list[Dot] = field(default_factory=list)
     p95_y: float | None = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """p50, p95 and max as the table prints them."""
+        return {"p50": duration_label(self.stats.p50_seconds),
+                "p95": duration_label(self.stats.p95_seconds),
+                "max": duration_label(self.stats.max_seconds)}
 
 
 @dataclass
@@ -81,8 +88,11 @@ def _nice_ceiling(value: float) -> float:
     return float(10 ** (exp + 1))  # pragma: no cover - the loop always returns
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+def duration_label(seconds: float | None) -> str:
+    """``153 ms`` below a second, ``4.80 s`` above: what an officer reads at a glance."""
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1000:.0f} ms" if seconds < 0.9995 else f"{seconds:.2f} s"
 
 
 def build_chart(metrics: GateMetrics, lanes: list[str] | None = None) -> LatencyChart:
@@ -99,11 +109,13 @@ def build_chart(metrics: GateMetrics, lanes: list[str] | None = None) -> Latency
     if not points:
         return chart
     values = sorted(s for _, _, s in points)
-    # Show everything up to the 99th percentile (and the target); rarer outliers are clipped.
-    y_max = _nice_ceiling(max(LATENCY_TARGET_P95_SECONDS * 1.25, percentile(values, 99) * 1.1))
+    # Show the bulk (to the 98th percentile) and the target; rarer outliers are clipped.
+    y_max = _nice_ceiling(max(LATENCY_TARGET_P95_SECONDS * 1.25, percentile(values, 98) * 1.15))
     t0, t1 = points[0][0], points[-1][0]
     if t1 - t0 < timedelta(seconds=60):
         t0, t1 = t1 - timedelta(seconds=60), t1
+    pad = (t1 - t0) * 0.02  # keep the first and last dots off the axes
+    t0, t1 = t0 - pad, t1 + pad
     span = (t1 - t0).total_seconds()
 
     def x_of(at: datetime) -> float:
@@ -117,13 +129,13 @@ def build_chart(metrics: GateMetrics, lanes: list[str] | None = None) -> Latency
         clipped = seconds > y_max
         chart.clipped += clipped
         by_lane[lane].dots.append(Dot(round(x_of(at), 1), round(y_of(seconds), 1), clipped,
-                                      f"{lane} {at:%H:%M:%S} UTC: {_ms(seconds)}"))
+                                      f"{lane} {at:%H:%M:%S} UTC: {duration_label(seconds)}"))
     for series in chart.series:
         if series.stats.p95_seconds is not None:
             series.p95_y = round(y_of(series.stats.p95_seconds), 1)
     chart.target_y = round(y_of(LATENCY_TARGET_P95_SECONDS), 1)  # y_max is always above it
     step = y_max / 5
-    chart.y_ticks = [Tick(round(y_of(i * step), 1), _ms(i * step)) for i in range(6)]
+    chart.y_ticks = [Tick(round(y_of(i * step), 1), duration_label(i * step)) for i in range(6)]
     chart.x_ticks = _time_ticks(t0, t1, x_of)
     return chart
 
