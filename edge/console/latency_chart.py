@@ -78,7 +78,7 @@ class LatencyChart:
     empty: bool
 
 
-def _nice_ceiling(value: float) -> float:
+def nice_ceiling(value: float) -> float:
     """The smallest of 1, 2, 2.5, 5 x 10^n at or above ``value``."""
     exp = math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
@@ -110,7 +110,7 @@ def build_chart(metrics: GateMetrics, lanes: list[str] | None = None) -> Latency
         return chart
     values = sorted(s for _, _, s in points)
     # Show the bulk (to the 98th percentile) and the target; rarer outliers are clipped.
-    y_max = _nice_ceiling(max(LATENCY_TARGET_P95_SECONDS * 1.25, percentile(values, 98) * 1.15))
+    y_max = nice_ceiling(max(LATENCY_TARGET_P95_SECONDS * 1.25, percentile(values, 98) * 1.15))
     t0, t1 = points[0][0], points[-1][0]
     if t1 - t0 < timedelta(seconds=60):
         t0, t1 = t1 - timedelta(seconds=60), t1
