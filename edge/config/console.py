@@ -72,6 +72,16 @@ class ConsoleConfig(Section):
                     "others get 403. Default: loopback and private ranges (10/8, 172.16/12, "
                     "192.168/16, fc00::/7). An empty list refuses everyone")
 
+    metrics_token_env: str = Field(
+        "GATE_EDGE_METRICS_TOKEN",
+        description="environment variable holding a bearer token scrapers must send "
+                    "(Authorization: Bearer ...; Prometheus: authorization.credentials_file); "
+                    "when neither it nor the credential is set, metrics_allow alone decides")
+    metrics_token_credential: str = Field(
+        "metrics-token",
+        description="file name of the scrape token under $CREDENTIALS_DIRECTORY (systemd "
+                    "LoadCredential=)")
+
     @field_validator("metrics_allow")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -89,6 +99,21 @@ class ConsoleConfig(Section):
     def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The parsed allow-list of /metrics."""
         return [ipaddress.ip_network(item) for item in self.metrics_allow]
+
+    def metrics_token(self) -> str | None:
+        """The bearer token /metrics requires, from environment or credential; None: no token."""
+        value = os.environ.get(self.metrics_token_env, "").strip()
+        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not value and cred_dir:
+            path = Path(cred_dir) / self.metrics_token_credential
+            if path.is_file():
+                value = path.read_text(encoding="utf-8").strip()
+        if value and len(value) < 16:
+            raise ValueError(f"metrics token from {self.metrics_token_env} or "
+                             f"{self.metrics_token_credential} is shorter than 16 characters; "
+                             "generate one with: python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))'")
+        return value or None
 
     def session_secret(self) -> str:
         """The key that signs session cookies: environment, then credential, else a random one.

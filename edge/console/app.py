@@ -97,6 +97,7 @@ def create_app(cfg: GateEdgeConfig, *, records_path: Path | None = None,
     app.state.feed = feed
     app.state.metrics = metrics or GateMetrics(cfg.site.code, [lane.id for lane in cfg.lanes])
     app.state.metrics_networks = console.metrics_networks()
+    app.state.metrics_token = console.metrics_token() if console.metrics_enabled else None
     app.state.metrics_refresh = None if metrics else _storage_refresher(service, app.state.metrics)
     app.state.throttle = LoginThrottle(console.login_attempts_per_minute)
     app.add_middleware(SessionMiddleware, secret_key=session_secret or console.session_secret(),

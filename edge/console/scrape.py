@@ -4,11 +4,14 @@ Prometheus scrapes without a browser session, so this route needs no login and n
 (it is a GET that changes nothing) and never touches the session: no cookie is set on the
 answer. Access is limited by client network instead (``console.metrics_allow``: loopback and
 private ranges by default), checked against the socket's peer address; ``serve()`` runs uvicorn
-with ``proxy_headers=False``, so a client cannot claim another address in a header.
+with ``proxy_headers=False``, so a client cannot claim another address in a header. Where the
+officers' PCs share those private ranges, a bearer token (``console.metrics_token_env`` or the
+systemd credential) narrows it to the scraper that holds it.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 
@@ -47,6 +50,18 @@ def metrics(request: Request) -> Response:
         return PlainTextResponse(
             f"403 Forbidden: {host} may not read /metrics; add its network to "
             "console.metrics_allow in the gate-edge config\n", 403)
+    token: str | None = request.app.state.metrics_token
+    if token is not None:
+        supplied = request.headers.get("authorization", "")
+        scheme, _, credentials = supplied.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                credentials.strip().encode(), token.encode()):
+            log.warning("refused /metrics to %s: %s bearer token", host,
+                        "wrong" if supplied else "no")
+            return PlainTextResponse(
+                "401 Unauthorized: send the scrape token as 'Authorization: Bearer TOKEN' "
+                f"(console.metrics_token_env {cfg.metrics_token_env})\n", 401,
+                headers={"WWW-Authenticate": 'Bearer realm="gate-edge metrics"'})
     gate_metrics: GateMetrics = request.app.state.metrics
     refresh = request.app.state.metrics_refresh
     if refresh is not None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -230,3 +231,43 @@ def test_health_page_without_measurements_says_so(client: TestClient) -> None:
     h = client.get("/api/v1/health").json()
     assert [row["lane"] for row in h["latency"]["lanes"]] == ["in-1", "in-2"]
     assert all(row["count"] == 0 and row["p95_seconds"] is None for row in h["latency"]["lanes"])
+
+
+def test_scrape_token_from_environment(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "scrape-token-" + "k" * 24
+    monkeypatch.setenv("GATE_EDGE_METRICS_TOKEN", token)
+    with running(daemon_app(site, GateMetrics("HN01"))) as url, httpx.Client(base_url=url) as http:
+        missing = http.get("/metrics")
+        wrong = http.get("/metrics", headers={"Authorization": "Bearer " + "x" * 37})
+        basic = http.get("/metrics", headers={"Authorization": f"Basic {token}"})
+        right = http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    for r in (missing, wrong, basic):
+        assert r.status_code == 401 and "gate_edge" not in r.text
+        assert r.headers["www-authenticate"].startswith("Bearer")
+    assert "Authorization: Bearer TOKEN" in missing.text
+    assert right.status_code == 200 and "gate_edge_outbox_depth" in right.text
+    # the allow-list still applies first: a token does not open the door to the internet
+    app = daemon_app(site, GateMetrics("HN01"))
+    with TestClient(app, base_url="https://testserver", client=("203.0.113.9", 40000)) as client:
+        r = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403
+
+
+def test_scrape_token_from_systemd_credential(site: Site, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "metrics-token").write_text("cred-token-" + "c" * 30 + "\n", encoding="utf-8")
+    monkeypatch.delenv("GATE_EDGE_METRICS_TOKEN", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    app = daemon_app(site, GateMetrics("HN01"))
+    with TestClient(app, base_url="https://testserver", client=("127.0.0.1", 40000)) as client:
+        assert client.get("/metrics").status_code == 401
+        r = client.get("/metrics", headers={"Authorization": "Bearer cred-token-" + "c" * 30})
+        assert r.status_code == 200
+
+
+def test_short_scrape_token_is_refused_at_start(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATE_EDGE_METRICS_TOKEN", "short")
+    with pytest.raises(ValueError, match="shorter than 16 characters"):
+        daemon_app(site, GateMetrics("HN01"))
