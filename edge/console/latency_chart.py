@@ -76,6 +76,7 @@ class LatencyChart:
     clipped: int
     points: int
     empty: bool
+    standalone: bool = False  # the console's own GateMetrics: no daemon measures anything
 
 
 def nice_ceiling(value: float) -> float:
@@ -95,15 +96,20 @@ def duration_label(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 0.9995 else f"{seconds:.2f} s"
 
 
-def build_chart(metrics: GateMetrics, lanes: list[str] | None = None) -> LatencyChart:
-    """Lay out the recent latencies of every lane (configured lanes first, in config order)."""
+def build_chart(metrics: GateMetrics, lanes: list[str] | None = None, *,
+                standalone: bool = False) -> LatencyChart:
+    """Lay out the recent latencies of every lane (configured lanes first, in config order).
+
+    ``standalone``: the console runs without the daemon, so an empty chart says why.
+    """
     stats = {s.lane: s for s in metrics.latency_summary()}
     order = [lane for lane in (lanes or []) if lane in stats]
     order += [lane for lane in stats if lane not in order]
     points = metrics.recent_latencies()
     left, top, right, bottom = LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM
     chart = LatencyChart(WIDTH, HEIGHT, (left, top, right, bottom), [], [], [], None,
-                         round(LATENCY_TARGET_P95_SECONDS * 1000), 0, len(points), not points)
+                         round(LATENCY_TARGET_P95_SECONDS * 1000), 0, len(points), not points,
+                         standalone)
     colors = {lane: PALETTE[i % len(PALETTE)] for i, lane in enumerate(order)}
     chart.series = [LaneSeries(lane, colors[lane], stats[lane]) for lane in order]
     if not points:

@@ -340,7 +340,8 @@ def health_page(request: Request, user: PageUser) -> HTMLResponse:
     """Devices, broker, cache age, outbox depth, and the lane-latency chart."""
     require(user, Permission.VIEW_HEALTH)
     service = _service(request)
-    chart = build_chart(request.app.state.metrics, [lane.id for lane in service.cfg.lanes])
+    chart = build_chart(request.app.state.metrics, [lane.id for lane in service.cfg.lanes],
+                        standalone=request.app.state.metrics_refresh is not None)
     return render(request, "health.html", user, health=service.health(), chart=chart)
 
 

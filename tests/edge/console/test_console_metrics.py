@@ -223,11 +223,15 @@ def test_health_json_and_page_show_lane_latency(site: Site) -> None:
     assert "target p95 300 ms" in page
 
 
-def test_health_page_without_measurements_says_so(client: TestClient) -> None:
+def test_health_page_without_measurements_says_so(site: Site, client: TestClient) -> None:
     login(client, "olga")
-    page = client.get("/health").text
-    assert "No barrier opening measured yet" in page
+    page = client.get("/health").text  # the fixture's console has no daemon behind it
+    assert "Measured by the gate-edge daemon; this console runs on its own" in page
     assert "<svg class=\"latency-chart\"" not in page
+    with TestClient(daemon_app(site, GateMetrics("HN01", ["in-1"])),
+                    base_url="https://testserver") as daemon_client:
+        login(daemon_client, "olga")
+        assert "No barrier opening measured yet" in daemon_client.get("/health").text
     h = client.get("/api/v1/health").json()
     assert [row["lane"] for row in h["latency"]["lanes"]] == ["in-1", "in-2"]
     assert all(row["count"] == 0 and row["p95_seconds"] is None for row in h["latency"]["lanes"])
