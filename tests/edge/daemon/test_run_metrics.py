@@ -52,7 +52,8 @@ def test_a_cleared_truck_shows_on_metrics(lane: Gate) -> None:
     lane.drive(TRUCK, seal="ES00012345")
     [msg] = lane.wait_passages(1)
     assert decision(msg)["outcome"] == "open", lane.log("gate-edge")[-3000:]
-    assert lane.board.wait_for(lambda s: s["passed"], timeout=30), lane.board.snapshot()
+    assert lane.board.wait_for(lambda s: s["passed"], timeout=30), (
+        lane.board.snapshot(), lane.log("gate-controller")[-2000:], lane.log("gate-edge")[-3000:])
     fams = scrape(lane)
     assert value(fams["gate_edge_decisions"], "gate_edge_decisions_total", lane="in-1",
                  outcome="open") == 1
