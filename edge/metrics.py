@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -54,6 +55,8 @@ MAX_LABEL_VALUES = 200
 #: Longest label value kept; longer ones are cut (a label is a name, not a message).
 MAX_LABEL_LENGTH = 64
 OTHER = "other"
+#: Labelled children kept for fast lookup (more than a checkpoint's real label combinations).
+MAX_CACHED_CHILDREN = 5000
 
 OUTCOMES = ("open", "refer", "hold")
 READ_KINDS = ("plate", "trailer_plate", "container", "seal")
@@ -156,6 +159,7 @@ class GateMetrics:
         self._label = _LabelGuard(MAX_LABEL_VALUES)
         self._lock = threading.Lock()
         self._recent: dict[str, deque[tuple[datetime, float]]] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         reg = self.registry
         self.info = Info("gate_edge_site", "the checkpoint this daemon serves", registry=reg)
         self.info.info({"site": site})
@@ -213,6 +217,21 @@ class GateMetrics:
             self._recent.setdefault(lane, deque(maxlen=RECENT_PER_LANE))
         return lane
 
+    def _child(self, metric: Any, guards: tuple[str, ...], *values: str) -> Any:
+        """The labelled child of ``metric``, its label values passed through the guard.
+
+        Children are cached by the raw values: the guard's answer for a value never changes
+        (its sets only grow), and the cache halves the cost of the per-truck calls. The cache
+        is bounded like the labels, so garbage values cannot grow it either.
+        """
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(*(self._label(g, v) for g, v in zip(guards, values, strict=True)))
+            if len(self._children) < MAX_CACHED_CHILDREN:
+                self._children[key] = child
+        return child
+
     @staticmethod
     def _seconds(what: str, lane: str, seconds: float) -> float | None:
         """A duration fit to observe, or None (logged): a bad clock must not poison the sums."""
@@ -234,7 +253,7 @@ class GateMetrics:
         if value is None:
             return
         lane = self._label("lane", lane)
-        self.lane_latency.labels(lane).observe(value)
+        self._child(self.lane_latency, ("lane",), lane).observe(value)
         when = at or datetime.now(UTC)
         with self._lock:
             ring = self._recent.get(lane)
@@ -245,25 +264,22 @@ class GateMetrics:
     def observe_decision(self, lane: str, outcome: str, reasons: Iterable[str],
                          seconds: float | None = None) -> None:
         """Count a decision and its reasons; ``seconds`` is loop trigger -> decision, if known."""
-        lane = self._label("lane", lane)
-        self.decisions.labels(lane, self._label("outcome", outcome)).inc()
+        self._child(self.decisions, ("lane", "outcome"), lane, outcome).inc()
         for reason in reasons:
-            self.reasons.labels(lane, self._label("reason", reason)).inc()
+            self._child(self.reasons, ("lane", "reason"), lane, reason).inc()
         if seconds is not None:
             value = self._seconds("trigger-to-decision time", lane, seconds)
             if value is not None:
-                self.decision_latency.labels(lane).observe(value)
+                self._child(self.decision_latency, ("lane",), lane).observe(value)
 
     def count_read(self, lane: str, kind: str, device: str) -> None:
         """One read delivered (kind: plate|trailer_plate|container|seal)."""
-        self.reads.labels(self._label("lane", lane), self._label("kind", kind),
-                          self._label("device", device)).inc()
+        self._child(self.reads, ("lane", "kind", "device"), lane, kind, device).inc()
 
     # -- devices, link, storage -------------------------------------------------------------------
     def count_serial_error(self, device: str, kind: str) -> None:
         """One error on a serial link (kind e.g. timeout, crc, garbage, unplugged)."""
-        self.serial_errors.labels(self._label("device", device),
-                                  self._label("error_kind", kind)).inc()
+        self._child(self.serial_errors, ("device", "error_kind"), device, kind).inc()
 
     def set_outbox_depth(self, rows: int) -> None:
         """Messages waiting in the outbox (alert when it keeps growing: the centre is away)."""
@@ -275,8 +291,7 @@ class GateMetrics:
 
     def set_device_up(self, name: str, kind: str, up: bool) -> None:
         """A camera, seal reader or relay board went up or down."""
-        self.device_up.labels(self._label("device", name), self._label("device_kind", kind)).set(
-            1 if up else 0)
+        self._child(self.device_up, ("device", "device_kind"), name, kind).set(1 if up else 0)
 
     def set_broker_connected(self, connected: bool) -> None:
         """The MQTT link came up (CONNACK success) or went down."""
@@ -284,8 +299,8 @@ class GateMetrics:
 
     def count_rejected_input(self, interface: str, reason: str) -> None:
         """Malformed MQTT message, serial frame, IPC line or camera frame that was refused."""
-        self.rejected_input.labels(self._label("interface", interface),
-                                   self._label("rejected_reason", reason)).inc()
+        self._child(self.rejected_input, ("interface", "rejected_reason"), interface,
+                    reason).inc()
 
     def register(self, collector: Collector) -> None:
         """Add a scrape-time collector (e.g. ``edge.seals.metrics.SealReaderCollector``)."""
