@@ -8,7 +8,9 @@ from pathlib import Path
 import typer
 
 from edge.cli.common import CONFIG_OPTION, fail, load_or_exit, resolve_config_path
+from edge.config import GateEdgeConfig
 from edge.logging_setup import configure_logging
+from edge.metrics import GateMetrics
 
 # sysexits.h EX_CONFIG: gate-edge.service does not restart on it (a typo needs a person).
 EX_CONFIG = 78
@@ -46,11 +48,5 @@ def run(
         pass
 
 
-def _metrics(cfg: object) -> object | None:
-    try:
-        from edge.metrics import GateMetrics  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    site = getattr(getattr(cfg, "site", None), "code", "")
-    lanes = [lane.id for lane in getattr(cfg, "lanes", [])]
-    return GateMetrics(site, lanes)
+def _metrics(cfg: GateEdgeConfig) -> GateMetrics:
+    return GateMetrics(cfg.site.code, [lane.id for lane in cfg.lanes])

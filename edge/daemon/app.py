@@ -28,6 +28,7 @@ from edge.daemon.evidence import EvidenceStore
 from edge.daemon.lane import LaneRuntime
 from edge.daemon.store import DaemonStore
 from edge.domain.model import SealRead
+from edge.metrics import GateMetrics
 from edge.service_notify import HealthWatchdog, ServiceNotifier, task_alive
 from edge.sync.downlink import LaneCommand
 
@@ -50,7 +51,7 @@ class StartupError(RuntimeError):
 class GateEdgeDaemon:
     """The whole checkpoint in one asyncio process (see module docstring)."""
 
-    def __init__(self, cfg: GateEdgeConfig, *, metrics: Any = None) -> None:
+    def __init__(self, cfg: GateEdgeConfig, *, metrics: GateMetrics | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.store = DaemonStore(cfg)
