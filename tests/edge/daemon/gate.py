@@ -100,7 +100,7 @@ class Gate:
         self.seal = self._stack.enter_context(ESealReaderSimulator(tmp / "eseal1"))
         self.camera = CameraServer("127.0.0.1", 0, size=(1280, 720), fps=5.0)
         self.camera.start()
-        self._stack.callback(self.camera.stop)
+        self._stack.callback(lambda: self.camera.stop())
         self.central = support.central_sim([broker.port], keys).start()
         self._stack.callback(self.central.stop)
         self.console_port = free_port()
@@ -135,6 +135,14 @@ class Gate:
     def start_edge(self) -> None:
         self.spawn("gate-edge", "edge", "run", "-c", str(self.config))
         wait_port(self.console_port, timeout=60)
+
+    def cut_camera(self, seconds: float) -> None:
+        """The camera's network cable out for a while: the stream ends, then comes back."""
+        port = self.camera.httpd.server_address[1]
+        self.camera.stop()
+        time.sleep(seconds)
+        self.camera = CameraServer("127.0.0.1", int(port), size=(1280, 720), fps=5.0)
+        self.camera.start()
 
     def publish_declarations(self, *docs: dict[str, Any]) -> None:
         self.central.publish_manifests(support.SITE, list(docs))
