@@ -173,11 +173,19 @@ class TruckSpec(_Strict):
         """The camera simulator's name for the condition."""
         return "motion_blur" if self.condition == "blur" else self.condition
 
-    def camera_truck(self, duration_s: float) -> dict[str, Any]:
-        """The JSON body for the camera simulator's ``POST /trucks``."""
-        return {"tractor_plate": self.tractor_plate, "trailer_plate": self.trailer_plate,
-                "containers": list(self.containers), "condition": self.camera_condition(),
-                "duration_s": round(duration_s, 2)}
+    def camera_truck(self, duration_s: float, approach_s: float | None = None) -> dict[str, Any]:
+        """The JSON body for the camera simulator's ``POST /trucks``.
+
+        ``approach_s``: when the truck reaches the stop line (full size in the picture); it
+        then stays there until ``duration_s`` is over.
+        """
+        body: dict[str, Any] = {
+            "tractor_plate": self.tractor_plate, "trailer_plate": self.trailer_plate,
+            "containers": list(self.containers), "condition": self.camera_condition(),
+            "duration_s": round(duration_s, 2)}
+        if approach_s is not None:
+            body["approach_s"] = round(min(approach_s, duration_s), 2)
+        return body
 
 
 class _Fault(_Strict):

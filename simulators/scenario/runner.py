@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: front of a vehicle at the entry loop's far edge (metres, arm at 0): simulators/relay_board/model.py
 ENTRY_LOOP_START_M = -6.0
+#: where a forward vehicle waits for the arm
+STOP_LINE_M = -0.5
 
 
 # -- evidence collection ---------------------------------------------------------------------
@@ -194,11 +196,11 @@ class _Action:
     run: Callable[[], None] = field(compare=False)
 
 
-def time_to_entry_loop(truck: TruckSpec) -> float:
-    """Seconds from the truck's arrival until its front reaches the entry loop."""
+def time_to_entry_loop(truck: TruckSpec, position_m: float = ENTRY_LOOP_START_M) -> float:
+    """Seconds from the truck's arrival until its front reaches ``position_m`` (the entry loop)."""
     m = truck.motion
-    distance = max(0.0, m.start_distance_m + ENTRY_LOOP_START_M)
-    pauses = sum(seconds for pos, seconds in m.stops if pos <= ENTRY_LOOP_START_M)
+    distance = max(0.0, m.start_distance_m + position_m)
+    pauses = sum(seconds for pos, seconds in m.stops if pos <= position_m)
     return distance / m.speed_mps + pauses
 
 
@@ -308,8 +310,11 @@ class ScenarioRunner:
 
     def _arrive(self, truck: TruckSpec, rig: LaneRig) -> None:
         """The truck enters the camera's view and drives towards the entry loop."""
-        view_s = time_to_entry_loop(truck) + self.spec.defaults.camera_tail_s
-        _post_json(rig.camera_url + "/trucks", truck.camera_truck(view_s))
+        # In the picture, the truck grows until it stands at the stop line, then stays there
+        # camera_tail_s after reaching the entry loop: the size a real camera sees it at.
+        approach_s = time_to_entry_loop(truck, STOP_LINE_M)
+        view_s = max(time_to_entry_loop(truck) + self.spec.defaults.camera_tail_s, approach_s + 1)
+        _post_json(rig.camera_url + "/trucks", truck.camera_truck(view_s, approach_s))
         m = truck.motion
         turn_back = m.turn_back_after_s or self.spec.defaults.turn_back_after_s
         client = ControlClient(rig.relay_control)
