@@ -68,7 +68,7 @@ def demo(
     Example: gate-edge demo
 
     Prints the console URL and a fresh officer login, plays config/scenarios/demo.yaml
-    (about 3 minutes), prints each truck's decision and whether it was the expected one, then
+    (2-3 minutes), prints each truck's decision and whether it was the expected one, then
     keeps running for the console until Ctrl-C. Exit status 0 when every truck got what the
     scenario expects. 'gate-edge demo --offline' runs sample reads through the matcher only.
     """
