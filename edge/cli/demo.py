@@ -122,7 +122,7 @@ def _live(scenario: Path, *, keep: Path | None, console_port: int, speed: float,
                 result = ScenarioRunner(lab, speed=speed, echo=console.print).run()
                 (workdir / "results.json").write_text(
                     json.dumps(result.as_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
-                print_result(console, result)
+                print_result(console, result, kept=keep is not None)
                 ok = result.ok
                 if not exit_when_done:
                     console.print(f"\nthe checkpoint keeps running: {lab.console_url} "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gate_controller.yamlconfig import ConfigError
@@ -38,29 +39,30 @@ def results_table(result: ScenarioResult) -> Table:
             ", passed" if out.passed else ", turned back" if out.passed is False else "")
         if out.tailgating:
             barrier += ", TAILGATING"
-        verdict = "[green]✓[/]" if out.ok else "[red]✗ " + "; ".join(out.problems) + "[/]"
-        table.add_row(str(out.index + 1), out.truck.name, out.truck.lane,
+        verdict = "[green]✓[/]" if out.ok else "[red]✗ " + escape("; ".join(out.problems)) + "[/]"
+        table.add_row(str(out.index + 1), escape(out.truck.name), out.truck.lane,
                       ", ".join(dict.fromkeys(out.plates_read)) or "-",
                       f"[{style}]{decision.upper()}[/]" if style else decision,
                       "\n".join(out.reasons) or "-", barrier, verdict)
     return table
 
 
-def print_result(console: Console, result: ScenarioResult) -> None:
+def print_result(console: Console, result: ScenarioResult, *, kept: bool = True) -> None:
     """The table, the centre's tally and the overall verdict."""
     console.print(results_table(result))
     gaps = f", outbox seq gaps {result.seq_gaps[:10]}" if result.seq_gaps else ", no seq gaps"
     console.print(f"centre received {result.received_passages} passage(s){gaps}")
     for line in result.fault_log:
-        console.print(f"  fault: {line}")
+        console.print(f"  fault: {line}", markup=False, highlight=False)
     for line in result.lane_faults:   # what gate-controller reported, injected or not
         console.print(f"  lane fault: {line}", markup=False, highlight=False)
     for problem in result.problems:
-        console.print(f"[red]problem: {problem}[/]")
+        console.print(f"[red]problem: {escape(problem)}[/]")
     passed = sum(t.ok for t in result.trucks)
     verdict = "[bold green]PASS[/]" if result.ok else "[bold red]FAIL[/]"
     console.print(f"{verdict}: {passed}/{len(result.trucks)} truck(s) as expected; "
-                  f"logs and results.json in {result.lab_dir}")
+                  + (f"logs and results.json in {result.lab_dir}" if kept
+                     else "use --keep DIR to keep the logs and results.json"))
 
 
 def scenario(
@@ -94,7 +96,8 @@ def scenario(
     with tempfile.TemporaryDirectory(prefix="gate-lab-") as tmp:
         workdir = keep or Path(tmp)
         try:
-            result = run_in_lab(loaded, workdir, console, console_port=console_port, speed=speed)
+            result = run_in_lab(loaded, workdir, console, console_port=console_port, speed=speed,
+                                kept=keep is not None)
         except LabError as exc:
             console.print(f"[red]lab failed to start:[/] {exc}", markup=False, highlight=False)
             raise typer.Exit(2) from None
@@ -103,7 +106,7 @@ def scenario(
 
 
 def run_in_lab(loaded: object, workdir: Path, console: Console, *, console_port: int | None = None,
-               speed: float = 1.0) -> ScenarioResult:
+               speed: float = 1.0, kept: bool = True) -> ScenarioResult:
     """Start the lab, run the scenario, print and save the results, stop the lab."""
     from simulators.scenario.model import LoadedScenario
 
@@ -114,5 +117,5 @@ def run_in_lab(loaded: object, workdir: Path, console: Console, *, console_port:
         result = ScenarioRunner(lab, speed=speed, echo=console.print).run()
     (workdir / "results.json").write_text(json.dumps(result.as_dict(), indent=2,
                                                      ensure_ascii=False), encoding="utf-8")
-    print_result(console, result)
+    print_result(console, result, kept=kept)
     return result
