@@ -35,8 +35,12 @@ def _evidence(crop: Any) -> bytes | None:
 
 
 def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
-                out: Any, stop: Any, occupied: Any) -> None:
+                out: Any, stop: Any, occupied: Any, log_level: int = logging.INFO) -> None:
     """Process entry: everything heavy (OpenCV, onnxruntime) is created here, in the child."""
+    from edge.logging_setup import configure_logging
+    # A spawned child starts with no logging set up: without this, a camera that cannot be
+    # reached would reconnect in silence. stderr goes to the same journal as the daemon's.
+    configure_logging(log_level)
     import threading
     from pathlib import Path
 
@@ -123,7 +127,8 @@ class CameraWorker:
         self.process = ctx.Process(
             target=worker_main, name=f"camera-{camera.name}", daemon=True,
             args=(camera.model_dump(mode="json"), reader.model_dump(mode="json"), lane,
-                  self.queue, self.stop_event, self.occupied))
+                  self.queue, self.stop_event, self.occupied,
+                  logging.getLogger().getEffectiveLevel()))
 
     def start(self) -> None:
         """Start the process."""
