@@ -16,7 +16,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
+
+from edge.plates.runtime import make_session
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,7 @@ class PlateDetector:
         if not path.is_file():
             raise FileNotFoundError(f"detector model {path} not found (train it with "
                                     "`python -m training.train_detector --install`)")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._sess = make_session(path, threads)
         inp = self._sess.get_inputs()[0]
         self._input = inp.name
         self.imgsz = int(inp.shape[2]) if isinstance(inp.shape[2], int) else 320

@@ -25,6 +25,7 @@ import onnxruntime as ort
 from edge.domain.plates import PlateGrammar, classify, default_grammars, rank_candidates
 from edge.plates.ctc import LayoutRead, compress_blanks, decode_layout, greedy
 from edge.plates.rectify import rectify, split_rows
+from edge.plates.runtime import make_session
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,17 @@ def rapidocr_rec_model() -> Path:
     """Path of the PP-OCRv4 recognition model inside the rapidocr-onnxruntime wheel."""
     base = resources.files("rapidocr_onnxruntime") / "models" / "ch_PP-OCRv4_rec_infer.onnx"
     return Path(str(base))
+
+
+_SESSIONS: dict[tuple[str, int], ort.InferenceSession] = {}
+
+
+def shared_session(path: Path, threads: int) -> ort.InferenceSession:
+    """The process's session for a model file and thread count (created on first use)."""
+    key = (str(Path(path).resolve()), threads)
+    if key not in _SESSIONS:
+        _SESSIONS[key] = make_session(Path(path), threads)
+    return _SESSIONS[key]
 
 
 @dataclass(frozen=True)
@@ -70,14 +82,6 @@ class OcrResult:
     extras: dict[str, float] = field(default_factory=dict)
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 class PlateRecognizer:
     """PP-OCRv4 recognition plus grammar-constrained decoding of plate rows."""
 
@@ -86,7 +90,9 @@ class PlateRecognizer:
                  retry_below: float = 0.6, min_width: int = 320,
                  join_rows: bool = False) -> None:
         self.grammars = list(grammars) if grammars is not None else default_grammars()
-        self._sess = _session(model_path or rapidocr_rec_model(), threads)
+        # one session serves every recognizer of a process that uses the same model file
+        # (plates and container numbers): one copy of the weights, one warm arena
+        self._sess = shared_session(model_path or rapidocr_rec_model(), threads)
         meta = self._sess.get_modelmeta().custom_metadata_map
         self.charset = ["blank", *meta["character"].splitlines(), " "]
         self._index = {c: i for i, c in enumerate(self.charset)}
@@ -148,17 +154,14 @@ class PlateRecognizer:
             self._patterns[pattern] = cached
         return cached
 
+    def rec_batch(self, rows: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+        """The recognizer's input for row images (BGR): height 48, one width, zero padding."""
+        return rec_batch(rows, self.min_width)
+
     def row_probs(self, rows: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Frame-by-character probabilities (T, C) of each row image (BGR), one batch."""
-        ratios = [r.shape[1] / max(1, r.shape[0]) for r in rows]
-        width = max(math.ceil(REC_HEIGHT * max(max(ratios), self.min_width / REC_HEIGHT)), 16)
-        batch = np.zeros((len(rows), 3, REC_HEIGHT, width), np.float32)
-        widths = []
-        for i, (img, ratio) in enumerate(zip(rows, ratios, strict=True)):
-            w = min(width, max(8, math.ceil(REC_HEIGHT * ratio)))
-            resized = cv2.resize(img, (w, REC_HEIGHT)).astype(np.float32)
-            batch[i, :, :, :w] = (resized.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
-            widths.append(w)
+        batch, widths = self.rec_batch(rows)
+        width = batch.shape[3]
         out = self._sess.run(None, {self._input: batch})[0]
         t_total = out.shape[1]
         # frames beyond the padded end of a row only see padding: drop them
@@ -174,6 +177,7 @@ class PlateRecognizer:
         n_rows = plate_rows or len(rows)
         joined = n_rows != len(rows)
         probs = self.row_probs(rows)
+        net_ms = (time.perf_counter() - t0) * 1000
         raw_parts = [greedy(p, self.charset)[0] for p in probs]
         raw = "".join(raw_parts).replace(" ", "")
         # layouts more than 2 characters longer or shorter than the free read are not decoded
@@ -216,14 +220,14 @@ class PlateRecognizer:
                     scored[text] = (total, gname, confs)
         ms = (time.perf_counter() - t0) * 1000
         if not scored:
-            return OcrResult(raw, 0.0, None, n_rows, raw=raw, ms=ms)
+            return OcrResult(raw, 0.0, None, n_rows, raw=raw, ms=ms, extras={"net_ms": net_ms})
         ranked = sorted(scored.items(), key=lambda kv: -kv[1][0])
         best_text, (best_lp, _g, best_conf) = ranked[0]
         gap = free - best_lp
         conf = min(best_conf) * math.exp(-max(0.0, gap) / 4) if best_conf else 0.0
         if gap > self.free_text_margin:
             return OcrResult(raw, 0.0, None, n_rows, raw=raw, ms=ms,
-                             extras={"grammar_gap": gap})
+                             extras={"grammar_gap": gap, "net_ms": net_ms})
         cands = [(t, min(c) * math.exp(-max(0.0, free - lp) / 4) if c else 0.0)
                  for t, (lp, _gn, c) in ranked[:5]]
         ranked_plates = rank_candidates(cands, self.grammars, rows=n_rows)
@@ -232,7 +236,8 @@ class PlateRecognizer:
                            for r in ranked_plates)
         return OcrResult(best_text, round(conf, 4), grammar.name if grammar else _g, n_rows,
                          char_conf=tuple(round(c, 4) for c in best_conf),
-                         candidates=candidates, raw=raw, ms=ms, extras={"grammar_gap": gap})
+                         candidates=candidates, raw=raw, ms=ms,
+                         extras={"grammar_gap": gap, "net_ms": net_ms})
 
     def _read_as(self, plate: np.ndarray, n: int) -> OcrResult:
         if n == 1:
@@ -274,6 +279,23 @@ class PlateRecognizer:
                     if _better(res, best):
                         best = res
         return OcrResult(**{**best.__dict__, "ms": (time.perf_counter() - t0) * 1000})
+
+
+def rec_batch(rows: Sequence[np.ndarray], min_width: int) -> tuple[np.ndarray, list[int]]:
+    """PP-OCR's input for row images (BGR): height 48, aspect kept, padded to one width.
+
+    Returns the (N, 3, 48, W) batch, normalized to -1..1, and each row's own width.
+    """
+    ratios = [r.shape[1] / max(1, r.shape[0]) for r in rows]
+    width = max(math.ceil(REC_HEIGHT * max(max(ratios), min_width / REC_HEIGHT)), 16)
+    batch = np.zeros((len(rows), 3, REC_HEIGHT, width), np.float32)
+    widths = []
+    for i, (img, ratio) in enumerate(zip(rows, ratios, strict=True)):
+        w = min(width, max(8, math.ceil(REC_HEIGHT * ratio)))
+        resized = cv2.resize(img, (w, REC_HEIGHT)).astype(np.float32)
+        batch[i, :, :, :w] = (resized.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
+        widths.append(w)
+    return batch, widths
 
 
 def _join_rows(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
