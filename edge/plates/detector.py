@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = MODELS_DIR / "plate_detector.onnx"
+# the same weights at 256 px, int8 (training/quantize_detector.py): for a camera with a region
+# of interest, where plates are larger in the detector's input than in a full frame
+FAST_MODEL = MODELS_DIR / "plate_detector_fast.onnx"
 
 
 @dataclass(frozen=True)
