@@ -25,6 +25,9 @@ class LayoutRead:
     text: str
     char_conf: tuple[float, ...]
     logp: float
+    # per character: the probability of the likeliest other character the layout allows there,
+    # in the frame where the chosen one peaks (a read whose runner-up is close is not sure)
+    char_alt: tuple[float, ...] = ()
 
 
 def greedy(probs: np.ndarray, charset: list[str]) -> tuple[str, list[float]]:
@@ -125,6 +128,7 @@ def decode_layout(logp: np.ndarray, blank_logp: np.ndarray, mask: np.ndarray,
     # backtrack
     chars: list[int] = [0] * n
     confs: list[float] = [0.0] * n
+    alts: list[float] = [0.0] * n
     if blank[n] >= end_char:
         state, k, v = "b", n, 0
         total = float(blank[n])
@@ -134,7 +138,12 @@ def decode_layout(logp: np.ndarray, blank_logp: np.ndarray, mask: np.ndarray,
     for t in range(t_len - 1, -1, -1):
         if state == "c":
             chars[k] = v
-            confs[k] = max(confs[k], float(np.exp(logp[t, v])))
+            p = float(np.exp(logp[t, v]))
+            if p > confs[k]:
+                confs[k] = p
+                others = emit[t, k].copy()
+                others[v] = _NEG
+                alts[k] = float(np.exp(others.max()))
             if t == 0:
                 break
             move = bp_char[t, k, v]
@@ -152,4 +161,4 @@ def decode_layout(logp: np.ndarray, blank_logp: np.ndarray, mask: np.ndarray,
                 k -= 1
                 state = "c"
     text = "".join(alphabet[c] for c in chars)
-    return LayoutRead(text, tuple(confs), total)
+    return LayoutRead(text, tuple(confs), total, tuple(alts))

@@ -80,6 +80,7 @@ class OcrResult:
     raw: str = ""
     ms: float = 0.0
     extras: dict[str, float] = field(default_factory=dict)
+    char_alt: tuple[float, ...] = ()  # per character: probability of the runner-up character
 
 
 class PlateRecognizer:
@@ -190,6 +191,7 @@ class PlateRecognizer:
         sure = [bl > math.log(0.999) for bl in blanks]
         decoded: dict[tuple[int, tuple[str, ...]], LayoutRead | None] = {}
         scored: dict[str, tuple[float, str, tuple[float, ...]]] = {}
+        alts: dict[str, tuple[float, ...]] = {}
         for gname, patterns in self._layouts:
             if len(patterns) != n_rows:
                 continue
@@ -197,6 +199,7 @@ class PlateRecognizer:
                 patterns = (tuple(c for pat in patterns for c in pat),)
             text, total = "", 0.0
             confs: tuple[float, ...] = ()
+            alt: tuple[float, ...] = ()
             for i, pattern in enumerate(patterns):
                 key = (i, pattern)
                 if key not in decoded and abs(len(pattern) - seen[i]) > 2:
@@ -214,10 +217,12 @@ class PlateRecognizer:
                     break
                 text += r.text
                 confs += r.char_conf
+                alt += r.char_alt
                 total += r.logp
             else:
                 if text not in scored or scored[text][0] < total:
                     scored[text] = (total, gname, confs)
+                    alts[text] = alt
         ms = (time.perf_counter() - t0) * 1000
         if not scored:
             return OcrResult(raw, 0.0, None, n_rows, raw=raw, ms=ms, extras={"net_ms": net_ms})
@@ -236,6 +241,7 @@ class PlateRecognizer:
                            for r in ranked_plates)
         return OcrResult(best_text, round(conf, 4), grammar.name if grammar else _g, n_rows,
                          char_conf=tuple(round(c, 4) for c in best_conf),
+                         char_alt=tuple(round(c, 4) for c in alts[best_text]),
                          candidates=candidates, raw=raw, ms=ms,
                          extras={"grammar_gap": gap, "net_ms": net_ms})
 
