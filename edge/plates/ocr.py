@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -278,12 +278,21 @@ class PlateRecognizer:
         if thorough and best.confidence < self.retry_below:
             # unsure: read slightly different cuts of the same crop and keep the surest reading
             # (a cut-off edge or a row split through a character is the usual cause)
+            first = best
             for variant in _variants(plate):
                 for n in ([best.rows] if best.grammar else options):
                     res = self._read_as(variant, n)
                     if _better(res, best):
                         best = res
-        return OcrResult(**{**best.__dict__, "ms": (time.perf_counter() - t0) * 1000})
+            if first.grammar and best.text != first.text:
+                # the cuts disagree: a re-cut may change the text but cannot make it sure (on
+                # the validation crops a re-cut once turned an unsure right read into a 0.97
+                # wrong one); agreeing re-cuts keep their higher confidence
+                cap = first.confidence
+                best = replace(best, confidence=min(best.confidence, cap),
+                               candidates=tuple(replace(c, confidence=min(c.confidence, cap))
+                                                for c in best.candidates))
+        return replace(best, ms=(time.perf_counter() - t0) * 1000)
 
 
 def _confidence(char_conf: Sequence[float], char_alt: Sequence[float], gap: float) -> float:
