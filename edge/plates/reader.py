@@ -19,7 +19,7 @@ import numpy as np
 from edge.domain import iso6346
 from edge.domain.plates import PlateGrammar, default_grammars
 from edge.plates.detector import FAST_MODEL, Detection, PlateDetector
-from edge.plates.ocr import OcrResult, PlateRecognizer
+from edge.plates.ocr import OcrResult, PlateRecognizer, cap_changed, selection
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +152,8 @@ class PlateReader:
         """
         if crop is None or crop.size == 0:
             raise ValueError("empty crop")
-        res = self.recognizer.read(crop, rows)
-        if self.detector is None or res.confidence >= self.recognizer.retry_below:
+        res = first = self.recognizer.read(crop, rows)
+        if self.detector is None or selection(res) >= self.recognizer.retry_below:
             return res
         h, w = crop.shape[:2]
         # the detector learnt plates a few percent of a scene wide: pad the crop to 3x so a
@@ -165,9 +165,9 @@ class PlateReader:
             if det.label != "plate" or x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) > 0.6 * w * h:
                 continue
             inner = self.recognizer.read(crop_box(crop, (x0, y0, x1, y1)), rows)
-            if (inner.grammar is not None, inner.confidence) > (res.grammar is not None,
-                                                                res.confidence):
-                res = inner
+            if (inner.grammar is not None, selection(inner)) > (res.grammar is not None,
+                                                                selection(res)):
+                res = cap_changed(first, inner)
             break
         return res
 
