@@ -48,7 +48,9 @@ def pctl(values: list[float], q: float) -> float:
 
 def decoded(image: np.ndarray) -> np.ndarray:
     _, jpg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    return cv2.imdecode(jpg, cv2.IMREAD_COLOR)
+    out = cv2.imdecode(jpg, cv2.IMREAD_COLOR)
+    assert out is not None
+    return out
 
 
 def timed(fn, *args, **kw) -> tuple[float, float]:  # type: ignore[no-untyped-def]

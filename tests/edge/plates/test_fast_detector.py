@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import cv2
 import pytest
@@ -31,7 +32,7 @@ def _frames(n: int, seed: int) -> list:
 def test_fast_detector_is_used_on_a_roi_only(scene_reader: PlateReader) -> None:
     assert scene_reader.detector_for(ROI).imgsz == 256
     assert scene_reader.detector_for(None) is scene_reader.detector
-    assert scene_reader.detector.imgsz == 320  # type: ignore[union-attr]
+    assert scene_reader.detector is not None and scene_reader.detector.imgsz == 320
 
 
 def test_fast_detector_on_the_roi_finds_what_the_standard_one_does(
@@ -56,7 +57,7 @@ def test_fast_detector_on_the_roi_finds_what_the_standard_one_does(
     assert sum(found["fast"]) >= sum(found["standard"])
 
 
-def test_fast_detector_recall_on_held_out_scenes(shared_data) -> None:
+def test_fast_detector_recall_on_held_out_scenes(shared_data: Path) -> None:
     from training.dataset import is_val_scene
 
     det = PlateDetector(FAST_MODEL)
@@ -65,6 +66,7 @@ def test_fast_detector_recall_on_held_out_scenes(shared_data) -> None:
     hits = 0
     for p in paths:
         img = cv2.imread(str(p))
+        assert img is not None, p
         h, w = img.shape[:2]
         line = (shared_data / "vn_scenes" / "labels" / f"{p.stem}.txt").read_text().split()
         cx, cy, bw, bh = (float(v) for v in line[1:5])
