@@ -39,7 +39,10 @@ def export_onnx(weights: Path, imgsz: int, out_dir: Path) -> Path:
     from training.train_detector import offline_environment
 
     offline_environment(out_dir / "yolo-config")
+    import torch
     from ultralytics import YOLO
+
+    torch.set_num_threads(1)  # a shared 2-core box: the export needs no more
 
     local = out_dir / weights.name
     shutil.copy(weights, local)  # Ultralytics writes the ONNX beside the weights
@@ -106,13 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, required=True, help="best.pt of a training run")
     ap.add_argument("--imgsz", type=int, default=256)
     ap.add_argument("--out", type=Path, default=None, help="output ONNX (default: temp dir)")
+    ap.add_argument("--calibration-scenes", type=int, default=60,
+                    help="dev vn_scenes images to calibrate on")
+    ap.add_argument("--calibration-frames", type=int, default=40,
+                    help="simulator frames to calibrate on")
     ap.add_argument("--install", action="store_true", help=f"write {FAST_MODEL.name} + .json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(args.weights, args.imgsz, Path(tmp))
         dst = FAST_MODEL if args.install else (args.out or Path(tmp) / "fast.onnx")
-        quantize(fp32, dst, calibration_blobs(args.imgsz))
+        quantize(fp32, dst, calibration_blobs(args.imgsz, args.calibration_scenes,
+                                              args.calibration_frames))
         if args.install:
             base = json.loads((MODELS_DIR / "plate_detector.json").read_text())
             meta = {**base, "name": "plate_detector_fast", "imgsz": args.imgsz,
@@ -123,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                                         f"{args.weights.name} --imgsz {args.imgsz} --install"}
             FAST_MODEL.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         log.info("wrote %s (%.1f MB)", dst, dst.stat().st_size / 1e6)
+        print(json.dumps({"onnx": str(dst), "imgsz": args.imgsz}))
     return 0
 
 
