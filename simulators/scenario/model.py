@@ -102,6 +102,11 @@ class MotionSpec(_Strict):
     tailgate_follower: bool = Field(
         False, description="a second, unregistered vehicle follows close behind (TAILGATING)")
     follower_length_m: float = Field(8.0, ge=4, le=25, description="length of the tailgater, m")
+    follower_speed_mps: float | None = Field(
+        None, ge=0.5, le=15,
+        description="speed of the tailgater; default two thirds of the truck's: it starts 0.5 m "
+                    "behind and falls back, so the photocell sees the gap between the two "
+                    "however late gate-controller polls on a busy machine")
 
 
 class TruckExpect(_Strict):

@@ -323,7 +323,8 @@ class ScenarioRunner:
                         start_distance_m=m.start_distance_m,
                         stops=[list(s) for s in m.stops], turn_back_after_s=turn_back)
             if m.tailgate_follower:
-                client.call("add_vehicle", length_m=m.follower_length_m, speed_mps=m.speed_mps,
+                follower = m.follower_speed_mps or max(0.5, round(m.speed_mps * 2 / 3, 2))
+                client.call("add_vehicle", length_m=m.follower_length_m, speed_mps=follower,
                             tailgate=True, turn_back_after_s=turn_back)
         finally:
             client.close()
