@@ -173,8 +173,9 @@ def test_rotated_out_key_is_refused_over_the_broker(tmp_path: Path, broker: Mosq
     try:
         assert svc.link is not None and svc.link.wait_connected(10)
         central.publish_manifests(SITE, data.generate(2))             # still signs with the old
-        assert svc.downlink is not None
-        assert support.wait_until(lambda: svc.downlink.counts["rejected:UNKNOWN_KEY"] == 1, 10)
+        downlink = svc.downlink
+        assert downlink is not None
+        assert support.wait_until(lambda: downlink.counts["rejected:UNKNOWN_KEY"] == 1, 10)
         assert central.wait_for(SITE, 1, 10, kind="alarm")
         assert central.messages(SITE, "alarm")[0]["body"]["alarm"] == "SYNC_UNKNOWN_KEY"
         central.key, central.kid = NEW, "central-2027"
@@ -207,8 +208,9 @@ def test_no_secret_in_the_logs_while_keys_load_and_the_link_runs(
         central.publish_raw(TOPICS.manifests, b'{"type": "manifests", "sig": "AAAA"}')
         support.save_passages(cfg.storage.records_path, 2)
         assert central.wait_for(SITE, 2, 15, kind="passage")
-        assert svc.downlink is not None
-        assert support.wait_until(lambda: svc.downlink.counts["rejected:UNSIGNED"] == 1, 10)
+        downlink = svc.downlink
+        assert downlink is not None
+        assert support.wait_until(lambda: downlink.counts["rejected:UNSIGNED"] == 1, 10)
     finally:
         svc.stop()
     # a damaged key file: the error names the file, not its content
