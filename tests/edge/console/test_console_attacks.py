@@ -378,3 +378,24 @@ def test_no_secret_reaches_the_logs_or_the_audit_trail(site: Site, app: FastAPI,
     assert all(h.startswith("$argon2") for h in hashes)
     for value in PASSWORDS.values():
         assert all(value not in h for h in hashes)
+
+
+# -- stored and reflected script injection --------------------------------------------------------
+def test_text_from_users_and_the_wire_is_escaped(site: Site, app: FastAPI) -> None:
+    payload = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    pid = _refer(site)
+    with TestClient(app, base_url=BASE) as sup:
+        csrf = login(sup, "sam")
+        h = {"X-CSRF-Token": csrf}
+        assert sup.post("/api/v1/hotlist", headers=h, json={
+            "kind": "trader", "value": "0101234567", "reason": payload, "action": "refer",
+            "reason_code": "INTELLIGENCE_REPORT"}).status_code == 200
+        assert sup.post(f"/api/v1/referrals/{pid}/hold", headers=h, json={
+            "reason_code": "OTHER", "note": payload}).status_code == 200
+        pages = [sup.get("/hotlist").text, sup.get(f"/passages/{pid}").text,
+                 sup.get("/audit").text, sup.get(f"/manifests?q={payload[:60]}").text,
+                 sup.get(f"/login?next=/lanes{payload[:40]}").text]
+        for page in pages:
+            assert "<script>alert" not in page and "<img src=x" not in page
+        assert "&lt;script&gt;" in pages[0] and "&lt;script&gt;" in pages[1]
+        assert "script-src 'self'" in sup.get("/hotlist").headers["content-security-policy"]
