@@ -10,7 +10,17 @@ from enum import StrEnum
 
 import typer
 
-from edge.cli import audit_cmd, config_cmd, demo, manifests, match_cmd, plates, seals_cmd, sync
+from edge.cli import (
+    audit_cmd,
+    config_cmd,
+    demo,
+    manifests,
+    match_cmd,
+    passages_cmd,
+    plates,
+    seals_cmd,
+    sync,
+)
 from edge.console import cli as console_cli
 from edge.logging_setup import configure_logging
 
@@ -64,6 +74,7 @@ app.add_typer(sync.sync_app, name="sync")
 app.add_typer(console_cli.users_app, name="users")
 app.command("console")(console_cli.console)
 app.add_typer(plates.app, name="plates")
+app.add_typer(passages_cmd.app, name="passages")
 
 
 def main() -> None:
