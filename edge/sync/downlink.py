@@ -145,6 +145,8 @@ class Downlink:
             doc = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise Rejected("MALFORMED_JSON", f"not JSON: {exc}") from None
+        except RecursionError:   # "[[[[..." a few KB long exhausts the parser's stack
+            raise Rejected("MALFORMED_JSON", "JSON nested too deeply") from None
         if not isinstance(doc, dict):
             raise Rejected("MALFORMED_JSON", f"expected a JSON object, got {type(doc).__name__}")
         try:
