@@ -399,3 +399,22 @@ def test_text_from_users_and_the_wire_is_escaped(site: Site, app: FastAPI) -> No
             assert "<script>alert" not in page and "<img src=x" not in page
         assert "&lt;script&gt;" in pages[0] and "&lt;script&gt;" in pages[1]
         assert "script-src 'self'" in sup.get("/hotlist").headers["content-security-policy"]
+
+
+def test_evidence_in_day_folders_is_served_and_still_confined(site: Site, live: int) -> None:
+    """The daemon files images as ``YYYY-MM-DD/plate-<ULID>.jpg`` (edge/daemon/evidence.py)."""
+    pid = site.passages[0].id
+    name = "2026-11-23/plate-01JDAYFOLDER.jpg"
+    (site.evidence / "2026-11-23").mkdir()
+    (site.evidence / name).write_bytes(b"\xff\xd8\xff\xe0 day-folder image")
+    _list_evidence(site, pid, [name, "2026-11-23/../../gate-edge.yaml"])
+    r = httpx.post(f"http://127.0.0.1:{live}/api/v1/session",
+                   json={"username": "olga", "password": PASSWORDS["olga"]})
+    cookie = r.cookies[SESSION_COOKIE]
+    status, body = _raw_get(live, f"/evidence/{pid}/{name}", cookie)
+    assert status == 200 and body.endswith(b"day-folder image")
+    for target in (f"/evidence/{pid}/2026-11-23/../../gate-edge.yaml",
+                   f"/evidence/{pid}/2026-11-23/..%2F..%2Fgate-edge.yaml",
+                   f"/evidence/{pid}/2026-11-23%2F..%2F..%2Fgate-edge.yaml"):
+        status, body = _raw_get(live, target, cookie)
+        assert status == 404 and b"site:" not in body, target
