@@ -293,3 +293,34 @@ def test_times_need_an_offset(tmp_path: Path) -> None:
     r = runner.invoke(app, ["passages", "export", "--since", "yesterday", "--out",
                             str(tmp_path / "x.zip"), "-c", str(cfg)])
     assert r.exit_code == 2 and "not an ISO 8601 time" in r.output
+
+
+def test_evidence_in_day_folders_is_exported_and_nothing_outside_is_read(
+        records: Records, tmp_path: Path) -> None:
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    evidence = tmp_path / "evidence"
+    (evidence / "2026-11-20").mkdir(parents=True)
+    image = b"\xff\xd8\xff\xe0 plate crop"
+    (evidence / "2026-11-20" / "plate-01A.jpg").write_bytes(image)
+    (tmp_path / "outside.jpg").write_bytes(b"not evidence")
+    reads = PassageReads(lane="in-1", at=day)
+    passage = Passage(lane="in-1", started_at=day, reads=reads,
+                      decision=Decision(outcome=Outcome.REFER, decided_at=day),
+                      evidence=({"file": "2026-11-20/plate-01A.jpg", "kind": "plate",
+                                 "sha256": hashlib.sha256(image).hexdigest()},
+                                {"file": "../outside.jpg", "kind": "plate"}))
+    records.save_passage(passage)
+    assert records.path is not None
+    key = Ed25519PrivateKey.generate()
+    out = tmp_path / "day.zip"
+    result = export_bundle(records.path, evidence, out, site="HUUNGHI", since=day,
+                           until=day + timedelta(hours=1), key=key, kid="k1")
+    assert result.evidence_files == 1
+    assert result.problems == [f"passage {passage.id}: evidence file '../outside.jpg' is missing"]
+    with zipfile.ZipFile(out) as zf:
+        assert zf.read("evidence/2026-11-20/plate-01A.jpg") == image
+        assert not any("outside" in n for n in zf.namelist())
+    check = verify_bundle(out, key.public_key())
+    assert check.ok, check.problems
+    assert check.warnings == [f"passage {passage.id}: evidence '../outside.jpg' was missing at "
+                              "export time"]
