@@ -8,7 +8,6 @@ Mosquitto (the ``broker`` fixture), the central simulator, a relay board on a pt
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -80,7 +79,7 @@ mqtt:
   alarm_interval: 0s
 storage: {{dir: {tmp / "var"}}}
 policy: {{max_cache_age: 1d}}
-console: {{enabled: true, host: 127.0.0.1, port: {console_port}}}
+console: {{enabled: true, host: 127.0.0.1, port: {console_port}, secure_cookies: false}}
 """
     path = tmp / "gate-edge.yaml"
     path.write_text(text, encoding="utf-8")
@@ -116,6 +115,12 @@ class Gate:
                                 stdout=log, stderr=subprocess.STDOUT)
         self.procs[name] = proc
         return proc
+
+    def add_user(self, name: str, role: str, password: str) -> None:
+        subprocess.run([sys.executable, "-m", "edge", "users", "add", name, "--role", role,
+                        "--password-stdin", "-c", str(self.config)], input=password.encode(),
+                       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+                       capture_output=True)
 
     def start_controller(self) -> None:
         self.spawn("gate-controller", "gate_controller", "run", "-c", str(self.config),
@@ -195,6 +200,4 @@ def gate(tmp: Path, broker: Mosquitto, keys: support.Keys) -> Iterator[Gate]:
 
 def decision(msg: dict[str, Any]) -> dict[str, Any]:
     """The decision inside a passage message the central simulator received."""
-    body = msg.get("body", msg)
-    doc = body.get("payload", body)
-    return dict(json.loads(doc) if isinstance(doc, str) else doc)["decision"]
+    return dict(msg["body"]["decision"])
