@@ -42,6 +42,7 @@ def export(
     kid: str | None = typer.Option(None, "--kid", help="key id to record with --key "
                                                        "(default: mqtt.site_key.id or the file "
                                                        "name)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing bundle file"),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Write passages, their evidence images and the audit rows of a period into one zip.
@@ -53,6 +54,9 @@ def export(
     Example: gate-edge passages export --since 2026-11-01T00:00:00+07:00
     --until 2026-12-01T00:00:00+07:00 --signed --out HUUNGHI-2026-11.zip -c gate-edge.yaml
     """
+    if out.exists() and not overwrite:
+        raise fail(f"{out} exists; a bundle already handed out is evidence: choose another name "
+                   "or give --overwrite")
     cfg = load_or_exit(config)
     start = parse_time(since, "--since")
     end = parse_time(until, "--until") if until else None

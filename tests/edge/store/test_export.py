@@ -83,6 +83,9 @@ def test_export_and_verify_round_trip(tmp_path: Path) -> None:
         assert audit.verify(records.db).ok
     finally:
         records.close()
+    refused = _export(cfg, out, "--signed")
+    assert refused.exit_code == 2 and "exists" in refused.output
+    assert _verify(out, pub).exit_code == 0                  # the first bundle is untouched
     again = tmp_path / "again.zip"    # the export row itself lies after the first bundle's
     assert _export(cfg, again, "--signed").exit_code == 0
     assert json.loads(zipfile.ZipFile(again).read("manifest.json"))["counts"]["audit_rows"] \
