@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 import json
 import zipfile
 from collections.abc import Iterator
@@ -89,8 +88,9 @@ def verify_bundle(path: Path, public_key: Ed25519PublicKey | None,
         check.problems.append(f"not a readable zip file: {exc}")
         return check
     with zf:
-        members = _read_members(zf, check)
-    raw = members.pop(MANIFEST, None)
+        members, texts = _read_members(zf, check)
+    members.pop(MANIFEST, None)
+    raw = texts.get(MANIFEST)
     if raw is None:
         check.problems.append(f"{MANIFEST} is missing: nothing in the bundle can be checked")
         return check
@@ -106,8 +106,8 @@ def verify_bundle(path: Path, public_key: Ed25519PublicKey | None,
         check.problems.append(f"unknown format {manifest.get('format')!r} (expected {FORMAT})")
         return check
     _check_files(manifest, members, check)
-    passages = _jsonl(members.get(PASSAGES_FILE), PASSAGES_FILE, check)
-    rows = _jsonl(members.get(AUDIT_FILE), AUDIT_FILE, check)
+    passages = _jsonl(texts.get(PASSAGES_FILE), PASSAGES_FILE, check)
+    rows = _jsonl(texts.get(AUDIT_FILE), AUDIT_FILE, check)
     counts = manifest.get("counts") or {}
     for label, items in (("passages", passages), ("audit_rows", rows)):
         if items is not None and counts.get(label) != len(items):
@@ -122,8 +122,14 @@ def verify_bundle(path: Path, public_key: Ed25519PublicKey | None,
     return check
 
 
-def _read_members(zf: zipfile.ZipFile, check: BundleCheck) -> dict[str, bytes]:
-    members: dict[str, bytes] = {}
+def _read_members(zf: zipfile.ZipFile, check: BundleCheck
+                  ) -> tuple[dict[str, str], dict[str, bytes]]:
+    """SHA-256 of every member, and the bytes of the few JSON members the checks parse.
+
+    Members are hashed as they stream out, so a month of images never sits in memory.
+    """
+    hashes: dict[str, str] = {}
+    texts: dict[str, bytes] = {}
     for info in zf.infolist():
         name = info.filename
         if info.is_dir():
@@ -131,17 +137,28 @@ def _read_members(zf: zipfile.ZipFile, check: BundleCheck) -> dict[str, bytes]:
         if not safe_member(name):
             check.problems.append(f"unsafe file name in the zip: {name!r}")
             continue
-        if name in members:
+        if name in hashes:
             check.problems.append(f"file {name} appears twice in the zip")
             continue
         if info.file_size > MAX_MEMBER_BYTES:
             check.problems.append(f"file {name} is {info.file_size} bytes, beyond any bundle")
             continue
+        keep = name in (MANIFEST, PASSAGES_FILE, AUDIT_FILE)
+        digest = hashlib.sha256()
+        chunks: list[bytes] = []
         try:
-            members[name] = zf.read(info)
+            with zf.open(info) as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+                    if keep:
+                        chunks.append(chunk)
         except (zipfile.BadZipFile, OSError, ValueError) as exc:   # CRC error, truncated data
             check.problems.append(f"file {name} cannot be read from the zip: {exc}")
-    return members
+            continue
+        hashes[name] = digest.hexdigest()
+        if keep:
+            texts[name] = b"".join(chunks)
+    return hashes, texts
 
 
 def _check_signature(manifest: dict[str, Any], key: Ed25519PublicKey | None, required: bool,
@@ -165,17 +182,17 @@ def _check_signature(manifest: dict[str, Any], key: Ed25519PublicKey | None, req
     check.signed_by = str(kid)
 
 
-def _check_files(manifest: dict[str, Any], members: dict[str, bytes], check: BundleCheck) -> None:
+def _check_files(manifest: dict[str, Any], members: dict[str, str], check: BundleCheck) -> None:
     listed = manifest.get("files")
     if not isinstance(listed, dict):
         check.problems.append(f"{MANIFEST} has no 'files' table")
         return
     for name in sorted(listed):
         meta = listed[name] if isinstance(listed[name], dict) else {}
-        data = members.get(name)
-        if data is None:
+        digest = members.get(name)
+        if digest is None:
             check.problems.append(f"file {name} is listed in the manifest but missing")
-        elif hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        elif digest != meta.get("sha256"):
             check.problems.append(f"file {name} was altered: its SHA-256 differs from the "
                                   "manifest")
     for name in sorted(set(members) - set(listed)):
@@ -240,7 +257,7 @@ def _check_chain(rows: list[dict[str, Any]], head: dict[str, Any], check: Bundle
 
 
 def _check_evidence(passages: list[dict[str, Any]], manifest: dict[str, Any],
-                    members: dict[str, bytes], check: BundleCheck) -> None:
+                    members: dict[str, str], check: BundleCheck) -> None:
     """Each included image must match the hash recorded with its passage at the lane."""
     listed = {(e.get("passage_id"), e.get("name")): e for e in manifest.get("evidence") or []
               if isinstance(e, dict)}
@@ -256,10 +273,10 @@ def _check_evidence(passages: list[dict[str, Any]], manifest: dict[str, Any],
                 check.warnings.append(f"passage {pid}: evidence {name!r} was "
                                       f"{entry.get('status')} at export time")
                 continue
-            data = members.get(str(entry.get("member")))
-            if data is None:
+            digest = members.get(str(entry.get("member")))
+            if digest is None:
                 continue   # reported by the file check
-            if recorded is not None and hashlib.sha256(data).hexdigest() != recorded:
+            if recorded is not None and digest != recorded:
                 check.problems.append(f"passage {pid}: evidence {name!r} does not match the "
                                       "SHA-256 recorded with the passage")
 
@@ -267,5 +284,5 @@ def _check_evidence(passages: list[dict[str, Any]], manifest: dict[str, Any],
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest of a bundle (for tools that only want to show it)."""
     with zipfile.ZipFile(path) as zf:
-        doc: dict[str, Any] = json.load(io.BytesIO(zf.read(MANIFEST)))
+        doc: dict[str, Any] = json.loads(zf.read(MANIFEST))
     return doc

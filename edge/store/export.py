@@ -11,12 +11,14 @@ format specification; :mod:`edge.store.bundle` checks a bundle.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -72,28 +74,28 @@ def export_bundle(records_path: Path, evidence_dir: Path, out: Path, *, site: st
     until = until or utcnow()
     if until <= since:
         raise ExportError(f"--until {iso(until)} is not after --since {iso(since)}")
+    # Members go into the zip as they are made; the manifest, naming them all, comes last.
     records = Records.open(records_path)
     try:
-        files: dict[str, bytes] = {}
         passages, refs = _passages(records, since, until)
-        files[PASSAGES_FILE] = b"".join(_line(p) for p in passages)
         rows, chain = _audit_rows(records, since, until)
-        files[AUDIT_FILE] = b"".join(_line(r) for r in rows)
-        evidence, problems = _evidence(refs, evidence_dir, files)
-        now = utcnow()
-        manifest: dict[str, Any] = {
-            "format": FORMAT, "site": site, "created_at": iso(now), "created_by": actor,
-            "period": {"since": iso(since), "until": iso(until)},
-            "counts": {"passages": len(passages), "audit_rows": len(rows),
-                       "evidence_files": sum(1 for e in evidence if e["status"] == "included")},
-            "audit": chain, "evidence": evidence,
-            "files": {name: {"sha256": _sha256(data), "bytes": len(data)}
-                      for name, data in sorted(files.items())},
-        }
-        if key is not None:
-            manifest = sign(manifest, key, kid)
-        manifest_bytes = canonical(manifest)
-        _write_zip(out, {MANIFEST: manifest_bytes, **files})
+        files: dict[str, dict[str, Any]] = {}
+        with _atomic_zip(out) as zf:
+            _put(zf, PASSAGES_FILE, b"".join(_line(p) for p in passages), files)
+            _put(zf, AUDIT_FILE, b"".join(_line(r) for r in rows), files)
+            evidence, problems = _evidence(refs, evidence_dir, zf, files)
+            manifest: dict[str, Any] = {
+                "format": FORMAT, "site": site, "created_at": iso(utcnow()), "created_by": actor,
+                "period": {"since": iso(since), "until": iso(until)},
+                "counts": {"passages": len(passages), "audit_rows": len(rows),
+                           "evidence_files": sum(1 for e in evidence
+                                                 if e["status"] == "included")},
+                "audit": chain, "evidence": evidence, "files": dict(sorted(files.items())),
+            }
+            if key is not None:
+                manifest = sign(manifest, key, kid)
+            manifest_bytes = canonical(manifest)
+            _put(zf, MANIFEST, manifest_bytes, None)
         result = ExportResult(out, len(passages), len(rows), manifest["counts"]["evidence_files"],
                               _sha256(manifest_bytes), kid if key is not None else None, problems)
         records.audit_event(actor=actor, action="passages.export", subject=f"bundle:{out.name}",
@@ -166,15 +168,23 @@ def _audit_rows(records: Records, since: datetime, until: datetime
 
 
 def _evidence(refs: list[tuple[str, str, str | None]], evidence_dir: Path,
-              files: dict[str, bytes]) -> tuple[list[dict[str, Any]], list[str]]:
+              zf: zipfile.ZipFile, files: dict[str, dict[str, Any]]
+              ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Copy each referenced image into the zip, one at a time (a month never sits in memory)."""
     base = evidence_dir.resolve()
     listed: list[dict[str, Any]] = []
     problems: list[str] = []
     for pid, name, recorded in refs:
         entry: dict[str, Any] = {"passage_id": pid, "name": name, "sha256": recorded}
         member = f"{EVIDENCE_DIR}{name}"
-        data: bytes | None = files.get(member)   # two passages may share one image
-        if data is None and safe_member(member):
+        listed.append(entry)
+        if member in files:   # two passages may share one image
+            found = files[member]["sha256"]
+            if recorded is None or found == recorded:
+                entry.update(status="included", member=member)
+                continue
+        data: bytes | None = None
+        if safe_member(member):
             try:
                 path = (base / name).resolve()
                 if path.is_relative_to(base) and path.is_file():
@@ -190,21 +200,28 @@ def _evidence(refs: list[tuple[str, str, str | None]], evidence_dir: Path,
             problems.append(f"passage {pid}: evidence file {name!r} no longer matches the "
                             "SHA-256 recorded with the passage; not included")
         else:
-            entry["status"] = "included"
-            entry["member"] = member
-            files[member] = data
-        listed.append(entry)
+            entry.update(status="included", member=member)
+            if member not in files:
+                _put(zf, member, data, files, compress=False)   # JPEG/PNG: already compressed
     return listed, problems
 
 
-def _write_zip(out: Path, members: dict[str, bytes]) -> None:
-    """Write atomically: a reader never sees half a bundle."""
+def _put(zf: zipfile.ZipFile, name: str, data: bytes, files: dict[str, dict[str, Any]] | None,
+         *, compress: bool = True) -> None:
+    zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED if compress
+                else zipfile.ZIP_STORED)
+    if files is not None:
+        files[name] = {"sha256": _sha256(data), "bytes": len(data)}
+
+
+@contextlib.contextmanager
+def _atomic_zip(out: Path) -> Iterator[zipfile.ZipFile]:
+    """Write to a temporary file, rename when complete: a reader never sees half a bundle."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, data in members.items():
-                zf.writestr(name, data)
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w") as zf:
+            yield zf
         Path(tmp).replace(out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
