@@ -63,13 +63,14 @@ relay_boards:
     lane: in-1
     port: "{relay_port}"
     baudrate: 115200
-    timeout_s: 0.3
+    timeout_s: 1.0
+    retries: 3
     inter_frame_gap_ms: 1
     ipc_socket: "{tmp}/controller-{{name}}.sock"
     timing: {{clear_settle_s: 0.5, heartbeat_timeout_s: 1.5, poll_interval_s: 0.02,
               arm_travel_timeout_s: 3}}
 plate_reader: {{threads: 1}}
-passages: {{deadline: 8s, trailer_wait: 6s}}
+passages: {{deadline: 20s, trailer_wait: 8s}}
 mqtt:
   brokers: [{{host: 127.0.0.1, port: {mqtt_port}, tls: false}}]
   central_keys: [{{id: {support.CENTRAL_KID}, public_key: "{keys.central_pub}"}}]
@@ -99,7 +100,7 @@ class Gate:
         self.seal = self._stack.enter_context(ESealReaderSimulator(tmp / "eseal1"))
         self.camera = CameraServer("127.0.0.1", 0, size=(1280, 720), fps=5.0)
         self.camera.start()
-        self._stack.callback(self.camera.stop)
+        self._stack.callback(lambda: self.camera.stop())
         self.central = support.central_sim([broker.port], keys).start()
         self._stack.callback(self.central.stop)
         self.console_port = free_port()
@@ -135,6 +136,14 @@ class Gate:
         self.spawn("gate-edge", "edge", "run", "-c", str(self.config))
         wait_port(self.console_port, timeout=60)
 
+    def cut_camera(self, seconds: float) -> None:
+        """The camera's network cable out for a while: the stream ends, then comes back."""
+        port = self.camera.httpd.server_address[1]
+        self.camera.stop()
+        time.sleep(seconds)
+        self.camera = CameraServer("127.0.0.1", int(port), size=(1280, 720), fps=5.0)
+        self.camera.start()
+
     def publish_declarations(self, *docs: dict[str, Any]) -> None:
         self.central.publish_manifests(support.SITE, list(docs))
 
@@ -150,6 +159,11 @@ class Gate:
             self.seal.read(seal, seal_status)
         return self.board.add_vehicle(**{"start_distance_m": 3.0, "speed_mps": 2.0,
                                          "stops": [[-1.0, 1.0]], **vehicle})
+
+    def wait_idle(self, timeout: float = 40) -> None:
+        """The last truck is gone and the arm is down: the lane is ready for the next one."""
+        assert self.board.wait_for(lambda s: not s["vehicles"] and s["arm"] < 0.02,
+                                   timeout=timeout), self.board.snapshot()
 
     def passages(self) -> list[dict[str, Any]]:
         return [m for m in self.central.messages(support.SITE, "passage")]
