@@ -33,6 +33,9 @@ from edge.plates.reader import PlateReader, crop_box  # noqa: E402
 from simulators.camera.scene import random_truck, render  # noqa: E402
 from training.dataset import data_root, is_val_cn, is_val_scene  # noqa: E402
 
+# edge/config/policy.py: below this a voted plate read is LOW_CONFIDENCE (goes to an officer)
+POLICY_CONFIDENCE = 0.80
+
 
 def norm(text: str) -> str:
     return "".join(ch for ch in text.upper() if ch.isalnum())
@@ -70,21 +73,31 @@ def pct(ok: int, n: int) -> float:
 
 
 def crops_eval(reader: PlateReader, naive: NaivePPOCR, items: list[tuple[Path, str, str]],
-               show: bool) -> dict[str, dict[str, float]]:
-    """items: (image, truth, group); exact match per group for both methods."""
+               show: bool, dump: Path | None = None) -> dict[str, dict[str, float]]:
+    """items: (image, truth, group); exact match per group for both methods.
+
+    `sure_wrong` counts reads at or above the policy's confidence threshold that are wrong:
+    the ones that would not be sent to an officer.
+    """
     res: dict[str, dict[str, float]] = {}
     for path, truth, group in items:
         img = cv2.imread(str(path))
         ours = reader.read_crop(img)
         base = naive.read(img)
-        g = res.setdefault(group, {"n": 0, "ours": 0, "naive": 0, "ours_grammar": 0})
+        g = res.setdefault(group, {"n": 0, "ours": 0, "naive": 0, "ours_grammar": 0,
+                                   "sure": 0, "sure_wrong": 0})
         g["n"] += 1
         g["ours"] += ours.text == truth
         g["naive"] += base == truth
         g["ours_grammar"] += ours.grammar is not None
+        g["sure"] += ours.confidence >= POLICY_CONFIDENCE
+        g["sure_wrong"] += ours.confidence >= POLICY_CONFIDENCE and ours.text != truth
         if show and ours.text != truth:
             print(f"  miss {group} {path.name}: truth {truth} ours {ours.text} "
-                  f"(raw {ours.raw}, conf {ours.confidence}) naive {base}")
+                  f"(raw {ours.raw}, conf {ours.confidence}, rows {ours.rows}) naive {base}")
+        if dump is not None and ours.text != truth:
+            dump.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(dump / f"{group}_{path.stem}_{ours.text or 'none'}.png"), img)
     return res
 
 
@@ -92,6 +105,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--limit", type=int, default=0, help="at most N items per set (0: all)")
     ap.add_argument("--errors", action="store_true", help="print every miss")
+    ap.add_argument("--dump", type=Path, default=None, help="write every missed crop here")
     ap.add_argument("--synthetic", type=int, default=40, help="end-to-end simulator frames")
     args = ap.parse_args()
     root = data_root()
@@ -114,7 +128,7 @@ def main() -> int:
             items = [it for it in items if per.setdefault(it[2], 0) < args.limit
                      and not per.__setitem__(it[2], per[it[2]] + 1)]
         t0 = time.perf_counter()
-        res = crops_eval(reader, naive, items, args.errors)
+        res = crops_eval(reader, naive, items, args.errors, args.dump)
         print(f"crops read in {time.perf_counter() - t0:.1f} s")
         for group in sorted(res):
             g = res[group]
@@ -123,37 +137,42 @@ def main() -> int:
             out[f"{group}_exact_pct"] = pct(int(g["ours"]), int(g["n"]))
             out[f"{group}_ppocr_alone_pct"] = pct(int(g["naive"]), int(g["n"]))
             out[f"{group}_n"] = int(g["n"])
-        # detection on the held-out vn_scenes quarter
-        det: PlateDetector = reader.detector  # type: ignore[assignment]
-        tp = fp = fn = 0
+            print(f"{'':8s} reads at confidence >= {POLICY_CONFIDENCE}: {int(g['sure'])}, "
+                  f"of them wrong: {int(g['sure_wrong'])}")
+            out[f"{group}_sure_wrong"] = int(g["sure_wrong"])
+        # detection on the held-out vn_scenes quarter, standard and fast (ROI) detector
         scenes = sorted(p for p in (root / "vn_scenes" / "images").glob("*.jpg")
-                        if is_val_scene(p.name))
-        for p in scenes[: args.limit or None]:
-            img = cv2.imread(str(p))
-            h, w = img.shape[:2]
-            truth = []
-            for line in (root / "vn_scenes" / "labels" / f"{p.stem}.txt").read_text().split("\n"):
-                if line.strip():
-                    _, cx, cy, bw, bh = (float(v) for v in line.split())
-                    truth.append(((cx - bw / 2) * w, (cy - bh / 2) * h,
-                                  (cx + bw / 2) * w, (cy + bh / 2) * h))
-            dets = [d for d in det.detect(img) if d.label == "plate"]
-            matched = set()
-            for d in dets:
-                hit = next((i for i, t in enumerate(truth)
-                            if i not in matched and iou(d.box, t) >= 0.5), None)
-                if hit is None:
-                    fp += 1
-                else:
-                    matched.add(hit)
-                    tp += 1
-            fn += len(truth) - len(matched)
-            if args.errors and len(matched) < len(truth):
-                print(f"  missed plate in {p.name}: {[d.box for d in dets]} vs {truth}")
-        recall, precision = pct(tp, tp + fn), pct(tp, tp + fp)
-        print(f"detection on {len(scenes[: args.limit or None])} held-out vn_scenes: "
-              f"recall {recall} %  precision {precision} %  (IoU >= 0.5)")
-        out.update({"det_recall_pct": recall, "det_precision_pct": precision})
+                        if is_val_scene(p.name))[: args.limit or None]
+        standard: PlateDetector = reader.detector  # type: ignore[assignment]
+        for key, det in (("det", standard), ("det_fast", reader.detector_for((0, 0, 1, 1)))):
+            tp = fp = fn = 0
+            for p in scenes:
+                img = cv2.imread(str(p))
+                h, w = img.shape[:2]
+                truth = []
+                for line in (root / "vn_scenes" / "labels" / f"{p.stem}.txt").read_text() \
+                        .split("\n"):
+                    if line.strip():
+                        _, cx, cy, bw, bh = (float(v) for v in line.split())
+                        truth.append(((cx - bw / 2) * w, (cy - bh / 2) * h,
+                                      (cx + bw / 2) * w, (cy + bh / 2) * h))
+                dets = [d for d in det.detect(img) if d.label == "plate"]
+                matched = set()
+                for d in dets:
+                    hit = next((i for i, t in enumerate(truth)
+                                if i not in matched and iou(d.box, t) >= 0.5), None)
+                    if hit is None:
+                        fp += 1
+                    else:
+                        matched.add(hit)
+                        tp += 1
+                fn += len(truth) - len(matched)
+                if args.errors and len(matched) < len(truth):
+                    print(f"  {key} missed plate in {p.name}: {[d.box for d in dets]} vs {truth}")
+            recall, precision = pct(tp, tp + fn), pct(tp, tp + fp)
+            print(f"detection ({key}, {det.imgsz} px) on {len(scenes)} held-out vn_scenes: "
+                  f"recall {recall} %  precision {precision} %  (IoU >= 0.5)")
+            out.update({f"{key}_recall_pct": recall, f"{key}_precision_pct": precision})
     # end to end on simulator frames (texts known), seeds far from training's
     rng = random.Random(990_001)
     e2e_ok = e2e_n = c_ok = c_n = 0

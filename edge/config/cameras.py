@@ -108,6 +108,13 @@ class ReaderConfig(Section):
 
     detector_model: str | None = Field(
         None, description="ONNX detector; default: the model shipped in edge/models/")
+    fast_detector: Literal["roi", "always", "never"] = Field(
+        "roi", description="use the 256 px int8 detector (edge/models/plate_detector_fast.onnx): "
+                           "roi = on cameras with a region of interest, always, or never; "
+                           "ignored when detector_model is set")
+    settled_reread_every: int = Field(
+        5, ge=0, le=100, description="once a vehicle's text is final, read its box again only "
+                                     "every Nth frame (skipping OCR in between); 0 = every frame")
     detector_confidence: float = Field(0.25, gt=0, lt=1,
                                        description="minimum detector score of a plate box")
     threads: int = Field(2, ge=1, le=16, description="onnxruntime threads per reader process")

@@ -78,7 +78,15 @@ class GateEdgeDaemon:
         self.parts.append(Part("stores", self.store.open, self.store.close))
         if cfg.mqtt.enabled:
             from edge.sync.service import SyncService
-            self.sync = SyncService(cfg, on_command=self._central_command)
+            _check_tls_files(cfg)
+            try:
+                self.sync = SyncService(cfg, on_command=self._central_command)
+            except ValueError as exc:
+                raise StartupError(
+                    f"mqtt: {exc}. Key files named without a directory are read from "
+                    "$CREDENTIALS_DIRECTORY (systemd LoadCredential=) or the working directory; "
+                    "make a site key with 'gate-edge keys generate', or set mqtt.enabled: false "
+                    "to run without a centre") from None
             self.parts.append(Part("central sync (MQTT)", self.sync.astart, self.sync.astop))
         boards = {b.lane: b for b in cfg.relay_boards}
         cams = {c.name: c for c in cfg.cameras}
@@ -122,7 +130,12 @@ class GateEdgeDaemon:
         """Start every part in order; on failure stop what started and raise StartupError."""
         self._loop = asyncio.get_running_loop()
         if not self.parts:
-            self.build()
+            try:
+                self.build()
+            except StartupError:
+                raise
+            except Exception as exc:
+                raise StartupError(f"cannot set up the gate from its config: {exc}") from exc
         for part in self.parts:
             log.info("starting %s", part.name)
             try:
@@ -323,3 +336,16 @@ class GateEdgeDaemon:
             if not ok:
                 problems.append(f"camera {runner.name}: {detail}")
         return problems
+
+
+def _check_tls_files(cfg: GateEdgeConfig) -> None:
+    """Name the missing TLS file and its key (the TLS library only says 'No such file')."""
+    from edge.config.mqtt import credential_path
+    tls = cfg.mqtt.tls
+    for key in ("ca_file", "cert_file", "key_file"):
+        value = getattr(tls, key, None) if tls is not None else None
+        if value is not None and not credential_path(value).is_file():
+            raise StartupError(
+                f"mqtt.tls.{key}: {value} does not exist (relative names are read from "
+                "$CREDENTIALS_DIRECTORY, then the working directory); install the file, or "
+                "remove the key if the broker does not need it")

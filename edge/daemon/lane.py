@@ -105,6 +105,8 @@ class LaneRuntime:
         self._held_back: dict[str, int] = {}
         self._resuming: asyncio.Task[None] | None = None
         self._sent: dict[str, tuple[str, list[str]]] = {}
+        self._failures = 0
+        self._retry_after = 0.0
         self._task: asyncio.Task[None] | None = None
         self.decided = 0
 
@@ -135,7 +137,8 @@ class LaneRuntime:
                 now = utcnow()
                 session = self.assembler.due(now)
                 if session is not None and (self._waiting(session, now)
-                                            or self._resuming is not None):
+                                            or self._resuming is not None
+                                            or time.monotonic() < self._retry_after):
                     continue
                 if session is not None and (self._deciding is None or self._deciding.done()):
                     self._deciding = task = asyncio.create_task(self._decide(session))
@@ -336,10 +339,18 @@ class LaneRuntime:
             self._held_back.pop(session.id, None)
             passage = await self._record_decision(session, at)
         except Exception:
-            log.exception("lane %s: passage %s could not be decided or saved; the barrier stays "
-                          "shut and an officer must handle the truck", self.lane.id, session.id)
+            # Nothing was recorded, so nothing was sent: the barrier stays shut and the passage
+            # is tried again in a second (a full disk freed, a locked file released).
+            self._failures += 1
+            if self._failures == 1 or self._failures % 60 == 0:
+                log.exception("lane %s: passage %s could not be decided or saved (%d tries); "
+                              "the barrier stays shut, retrying every second", self.lane.id,
+                              session.id, self._failures)
+            session.decided_at = None
+            self._retry_after = time.monotonic() + 1.0
             self.feed.update_lane(self.lane.id, outcome="refer", reasons=("SAVE_FAILED",))
             return
+        self._failures = 0
         decision = passage.decision
         assert decision is not None
         await self._send(session, decision.outcome.value, [r.value for r in decision.reasons])
@@ -370,13 +381,17 @@ class LaneRuntime:
                           evidence=tuple(self.evidence.entries(crops)))
         await self.store.save(passage)
         self.decided += 1
-        self._notify_outbox()
-        self.feed.publish_passage(passage)
-        if self.metrics is not None:
-            elapsed = (time.monotonic() - self._present_mono
-                       if self._present_mono is not None else None)
-            self.metrics.observe_decision(self.lane.id, decision.outcome.value,
-                                          [r.value for r in decision.reasons], elapsed)
+        try:   # on record now: nothing after this may make the lane decide the truck twice
+            self._notify_outbox()
+            self.feed.publish_passage(passage)
+            if self.metrics is not None:
+                elapsed = (time.monotonic() - self._present_mono
+                           if self._present_mono is not None else None)
+                self.metrics.observe_decision(self.lane.id, decision.outcome.value,
+                                              [r.value for r in decision.reasons], elapsed)
+        except Exception:
+            log.exception("lane %s: passage %s saved, but the console or metrics were not "
+                          "updated", self.lane.id, session.id)
         log.info("lane %s: passage %s %s %s", self.lane.id, session.id,
                  decision.outcome.value.upper(),
                  ", ".join(r.value for r in decision.reasons) or "(all checks passed)")

@@ -25,6 +25,9 @@ class LayoutRead:
     text: str
     char_conf: tuple[float, ...]
     logp: float
+    # per character: the probability of the likeliest other character the layout allows there,
+    # in the frame where the chosen one peaks (a read whose runner-up is close is not sure)
+    char_alt: tuple[float, ...] = ()
 
 
 def greedy(probs: np.ndarray, charset: list[str]) -> tuple[str, list[float]]:
@@ -74,49 +77,50 @@ def decode_layout(logp: np.ndarray, blank_logp: np.ndarray, mask: np.ndarray,
 
     `logp` is (T, V) over `alphabet`, `blank_logp` (T,), `mask` (L, V) with 0 where the layout
     allows the character and -inf-like elsewhere. Returns None when the layout cannot fit in T.
+    The per-frame step works on whole (L, V) arrays and keeps only the per-position best and
+    runner-up characters for the backtrack: the loop runs for every layout of every crop, so
+    its Python overhead was the larger part of decoding time.
     """
     t_len, v_len = logp.shape
     n = mask.shape[0]
     if n == 0 or t_len < n:
         return None
-    char = np.full((n, v_len), _NEG)
+    emit = logp[:, None, :] + mask[None, :, :]  # (T, L, V)
+    rows = np.arange(n)
     blank = np.full(n + 1, _NEG)
     blank[0] = blank_logp[0]
-    char[0] = logp[0] + mask[0]
+    char = emit[0].copy()
+    char[1:] = _NEG
     bp_char = np.zeros((t_len, n, v_len), np.int8)  # 0 stay, 1 from blank k, 2 from char k-1
-    bp_prev = np.zeros((t_len, n, v_len), np.int16)  # char of k-1 when bp_char == 2
-    bp_blank = np.zeros((t_len, n + 1), np.int8)  # 0 stay, 1 from char j-1
-    bp_blank_v = np.zeros((t_len, n + 1), np.int16)
+    bp_blank = np.zeros((t_len, n + 1), bool)  # True: from char j-1
+    tops = np.zeros((t_len, n), np.int64)  # best char of each position at t-1
+    seconds = np.zeros((t_len, n), np.int64)  # its runner-up (CTC: equal neighbours need a blank)
     ar = np.arange(v_len)
+    from_char = np.empty(n + 1)
+    from_char[0] = _NEG
+    prev_val = np.full((n, v_len), _NEG)
     for t in range(1, t_len):
-        # best predecessor char of position k-1, with the runner-up for "same char" (CTC needs a
-        # blank between two equal consecutive characters)
         top = char.argmax(axis=1)
-        top_val = char[np.arange(n), top]
-        tmp = char.copy()
-        tmp[np.arange(n), top] = _NEG
-        second = tmp.argmax(axis=1)
-        second_val = tmp[np.arange(n), second]
-        new_blank = np.empty(n + 1)
-        from_char = np.concatenate(([_NEG], top_val))
-        stay_b = blank >= from_char
-        new_blank = np.where(stay_b, blank, from_char) + blank_logp[t]
-        bp_blank[t] = np.where(stay_b, 0, 1)
-        bp_blank_v[t] = np.concatenate(([0], top))
-        prev_val = np.full((n, v_len), _NEG)
-        prev_arg = np.zeros((n, v_len), np.int16)
+        top_val = char[rows, top]
+        char[rows, top] = _NEG
+        second = char.argmax(axis=1)
+        second_val = char[rows, second]
+        char[rows, top] = top_val
+        tops[t], seconds[t] = top, second
+        from_char[1:] = top_val
+        go = from_char > blank
+        new_blank = np.where(go, from_char, blank) + blank_logp[t]
+        bp_blank[t] = go
         if n > 1:
-            same = ar[None, :] == top[:-1, None]
-            prev_val[1:] = np.where(same, second_val[:-1, None], top_val[:-1, None])
-            prev_arg[1:] = np.where(same, second[:-1, None], top[:-1, None])
-        stay = char
-        from_blank = blank[:n, None] * np.ones((1, v_len))
-        cand = np.stack([stay, from_blank, prev_val])
-        choice = cand.argmax(axis=0)
-        best = np.take_along_axis(cand, choice[None], 0)[0]
-        char = best + logp[t] + mask
-        bp_char[t] = choice
-        bp_prev[t] = prev_arg
+            prev_val[1:] = np.where(ar[None, :] == top[:-1, None], second_val[:-1, None],
+                                    top_val[:-1, None])
+        b = blank[:n, None]
+        c1 = b > char
+        best = np.where(c1, b, char)
+        c2 = prev_val > best
+        best = np.where(c2, prev_val, best)
+        bp_char[t] = np.where(c2, 2, c1)
+        char = best + emit[t]
         blank = new_blank
     end_char = char[n - 1].max()
     if max(blank[n], end_char) <= _NEG / 2:
@@ -124,6 +128,7 @@ def decode_layout(logp: np.ndarray, blank_logp: np.ndarray, mask: np.ndarray,
     # backtrack
     chars: list[int] = [0] * n
     confs: list[float] = [0.0] * n
+    alts: list[float] = [0.0] * n
     if blank[n] >= end_char:
         state, k, v = "b", n, 0
         total = float(blank[n])
@@ -133,21 +138,27 @@ def decode_layout(logp: np.ndarray, blank_logp: np.ndarray, mask: np.ndarray,
     for t in range(t_len - 1, -1, -1):
         if state == "c":
             chars[k] = v
-            confs[k] = max(confs[k], float(np.exp(logp[t, v])))
+            p = float(np.exp(logp[t, v]))
+            if p > confs[k]:
+                confs[k] = p
+                others = emit[t, k].copy()
+                others[v] = _NEG
+                alts[k] = float(np.exp(others.max()))
             if t == 0:
                 break
             move = bp_char[t, k, v]
             if move == 1:
                 state = "b"
             elif move == 2:
-                v = int(bp_prev[t, k, v])
+                top_prev = int(tops[t, k - 1])
+                v = int(seconds[t, k - 1]) if v == top_prev else top_prev
                 k -= 1
         else:
             if t == 0:
                 break
-            if bp_blank[t, k] == 1:
-                v = int(bp_blank_v[t, k])
+            if bp_blank[t, k]:
+                v = int(tops[t, k - 1])
                 k -= 1
                 state = "c"
     text = "".join(alphabet[c] for c in chars)
-    return LayoutRead(text, tuple(confs), total)
+    return LayoutRead(text, tuple(confs), total, tuple(alts))

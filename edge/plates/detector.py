@@ -16,12 +16,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
+
+from edge.plates.runtime import make_session
 
 log = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = MODELS_DIR / "plate_detector.onnx"
+# the same weights at 256 px, int8 (training/quantize_detector.py): for a camera with a region
+# of interest, where plates are larger in the detector's input than in a full frame
+FAST_MODEL = MODELS_DIR / "plate_detector_fast.onnx"
 
 
 @dataclass(frozen=True)
@@ -55,11 +59,7 @@ class PlateDetector:
         if not path.is_file():
             raise FileNotFoundError(f"detector model {path} not found (train it with "
                                     "`python -m training.train_detector --install`)")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._sess = make_session(path, threads)
         inp = self._sess.get_inputs()[0]
         self._input = inp.name
         self.imgsz = int(inp.shape[2]) if isinstance(inp.shape[2], int) else 320

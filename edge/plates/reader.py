@@ -9,7 +9,7 @@ repair: a read that fails the check digit is kept only if exactly one repair pas
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +18,8 @@ import numpy as np
 
 from edge.domain import iso6346
 from edge.domain.plates import PlateGrammar, default_grammars
-from edge.plates.detector import Detection, PlateDetector
-from edge.plates.ocr import OcrResult, PlateRecognizer
+from edge.plates.detector import FAST_MODEL, Detection, PlateDetector
+from edge.plates.ocr import OcrResult, PlateRecognizer, cap_changed, selection
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class FrameRead:
     plate: OcrResult | None = None
     container: ContainerOcr | None = None
     crop: np.ndarray | None = None
+    skipped: bool = False  # not read: the caller said this vehicle's text is already settled
 
 
 def crop_box(frame: np.ndarray, box: Sequence[int], pad: float = 0.08) -> np.ndarray:
@@ -66,13 +67,37 @@ class PlateReader:
 
     def __init__(self, *, grammars: Sequence[PlateGrammar] | None = None,
                  detector_model: Path | None = None, detector_confidence: float = 0.25,
-                 threads: int = 2, with_detector: bool = True) -> None:
+                 threads: int = 2, with_detector: bool = True,
+                 fast_detector: str = "roi") -> None:
+        """Load the recognizers and the detector(s).
+
+        `fast_detector`: "roi" uses the 256 px int8 detector on a region of interest and the
+        standard one on full frames; "always" / "never" force one. An explicit
+        `detector_model` is used for everything.
+        """
+        if fast_detector not in ("roi", "always", "never"):
+            raise ValueError(f"fast_detector must be roi, always or never, not {fast_detector!r}")
         self.grammars = list(grammars) if grammars is not None else default_grammars()
         self.recognizer = PlateRecognizer(self.grammars, threads=threads)
         self.containers = PlateRecognizer([ISO6346_GRAMMAR], threads=threads,
                                           free_text_margin=40.0)
         self.detector = (PlateDetector(detector_model, threads=threads,
                                        conf=detector_confidence) if with_detector else None)
+        self._fast_mode = "never" if detector_model is not None else fast_detector
+        self._fast: PlateDetector | None = None
+        self._det_args = (threads, detector_confidence)
+
+    def detector_for(self, roi: tuple[int, int, int, int] | None) -> PlateDetector:
+        """The detector a frame (with or without a region of interest) is run through."""
+        if self.detector is None:
+            raise RuntimeError("this reader was built without a detector")
+        use_fast = self._fast_mode == "always" or (self._fast_mode == "roi" and roi is not None)
+        if not use_fast or not FAST_MODEL.is_file():
+            return self.detector
+        if self._fast is None:  # loaded on first use: a camera without ROI never needs it
+            threads, conf = self._det_args
+            self._fast = PlateDetector(FAST_MODEL, threads=threads, conf=conf)
+        return self._fast
 
     def read_container(self, crop: np.ndarray, thorough: bool = True) -> ContainerOcr:
         """Read an ISO 6346 number painted on a door; repair it only if exactly one fix fits."""
@@ -89,16 +114,21 @@ class PlateReader:
         return ContainerOcr(text, res.confidence * 0.5, False, None, res.raw)
 
     def read_frame(self, frame: np.ndarray, roi: tuple[int, int, int, int] | None = None,
-                   keep_crops: bool = False, thorough: bool = True) -> list[FrameRead]:
+                   keep_crops: bool = False, thorough: bool = True,
+                   skip: Callable[[Detection], bool] | None = None) -> list[FrameRead]:
         """Detect every plate and container number in a frame and read each.
 
         `thorough` False is the live mode: one OCR pass per crop, because the multi-frame vote
         that follows does what re-reading an unsure crop would (and a camera has 10 fps).
+        `skip(detection)` True leaves that object unread (`FrameRead.skipped`): the live worker
+        passes the boxes of vehicles whose text the vote has already settled, so OCR — most of
+        a frame's time — runs only until a read is final.
         """
-        if self.detector is None:
-            raise RuntimeError("this reader was built without a detector")
         out: list[FrameRead] = []
-        for det in self.detector.detect(frame, roi):
+        for det in self.detector_for(roi).detect(frame, roi):
+            if skip is not None and skip(det):
+                out.append(FrameRead(det.label, det.box, det.score, skipped=True))
+                continue
             out.append(self._read_detection(frame, det, keep_crops, thorough))
         return out
 
@@ -122,8 +152,8 @@ class PlateReader:
         """
         if crop is None or crop.size == 0:
             raise ValueError("empty crop")
-        res = self.recognizer.read(crop, rows)
-        if self.detector is None or res.confidence >= self.recognizer.retry_below:
+        res = first = self.recognizer.read(crop, rows)
+        if self.detector is None or selection(res) >= self.recognizer.retry_below:
             return res
         h, w = crop.shape[:2]
         # the detector learnt plates a few percent of a scene wide: pad the crop to 3x so a
@@ -135,9 +165,9 @@ class PlateReader:
             if det.label != "plate" or x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) > 0.6 * w * h:
                 continue
             inner = self.recognizer.read(crop_box(crop, (x0, y0, x1, y1)), rows)
-            if (inner.grammar is not None, inner.confidence) > (res.grammar is not None,
-                                                                res.confidence):
-                res = inner
+            if (inner.grammar is not None, selection(inner)) > (res.grammar is not None,
+                                                                selection(res)):
+                res = cap_changed(first, inner)
             break
         return res
 

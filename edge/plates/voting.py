@@ -113,6 +113,81 @@ class PlateVoter:
                           candidates=cands, first_seen=cluster.obs[0].time,
                           decided_at=obs.time)
 
+    def settled(self, text: str) -> bool:
+        """Whether `text` is the final text already emitted for a vehicle still in view."""
+        return any(c.emitted == text for c in self._clusters)
+
     def reset(self) -> None:
         """Forget every cluster (the lane went idle)."""
         self._clusters.clear()
+
+
+def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two x0, y0, x1, y1 boxes."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class _Track:
+    kind: str
+    box: tuple[int, int, int, int]
+    seen: float
+    skipped: int = 0
+
+
+class SettledTracks:
+    """Boxes of vehicles whose text the vote has made final, followed from frame to frame.
+
+    OCR is most of a frame's time; once a truck's plate is final, reading it again in every
+    frame while it drives through only confirms it. A detection that overlaps a settled box of
+    the same kind (IoU >= `min_iou`) within `max_gap_s` of its last sighting is not read — but
+    every `reread_every`-th such frame still is, so a vote that later frames would overturn can
+    still change. `reread_every` 0 turns skipping off.
+    """
+
+    def __init__(self, *, reread_every: int = 5, min_iou: float = 0.3,
+                 max_gap_s: float = 1.0) -> None:
+        self.reread_every = reread_every
+        self.min_iou = min_iou
+        self.max_gap_s = max_gap_s
+        self._tracks: list[_Track] = []
+
+    def settle(self, kind: str, box: tuple[int, int, int, int] | None, now: float) -> None:
+        """A read of this box made (or confirmed) a final text."""
+        if box is None or self.reread_every <= 0:
+            return
+        track = self._match(kind, box, now)
+        if track is None:
+            self._tracks.append(_Track(kind, box, now))
+        else:
+            track.box, track.seen, track.skipped = box, now, 0
+
+    def skip(self, kind: str, box: tuple[int, int, int, int], now: float) -> bool:
+        """Whether a detection can go unread; follows the track either way."""
+        if self.reread_every <= 0:
+            return False
+        track = self._match(kind, box, now)
+        if track is None:
+            return False
+        track.box, track.seen = box, now
+        track.skipped += 1
+        if track.skipped >= self.reread_every:
+            track.skipped = 0
+            return False
+        return True
+
+    def _match(self, kind: str, box: tuple[int, int, int, int], now: float) -> _Track | None:
+        self._tracks = [t for t in self._tracks if now - t.seen <= self.max_gap_s]
+        best = max((t for t in self._tracks if t.kind == kind),
+                   key=lambda t: box_iou(t.box, box), default=None)
+        if best is None or box_iou(best.box, box) < self.min_iou:
+            return None
+        return best
+
+    def reset(self) -> None:
+        """Forget every track (the lane went idle)."""
+        self._tracks.clear()

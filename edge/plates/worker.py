@@ -35,19 +35,24 @@ def _evidence(crop: Any) -> bytes | None:
 
 
 def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
-                out: Any, stop: Any, occupied: Any) -> None:
+                out: Any, stop: Any, occupied: Any, log_level: int = logging.INFO) -> None:
     """Process entry: everything heavy (OpenCV, onnxruntime) is created here, in the child."""
+    from edge.logging_setup import configure_logging
+    # A spawned child starts with no logging set up: without this, a camera that cannot be
+    # reached would reconnect in silence. stderr goes to the same journal as the daemon's.
+    configure_logging(log_level)
     import threading
     from pathlib import Path
 
+    from edge.plates.live import LiveReader
     from edge.plates.reader import PlateReader
     from edge.plates.sources import Capture
-    from edge.plates.voting import Observation, PlateVoter
 
     cam = _cameras.validate_python(camera)
     rc = ReaderConfig.model_validate(reader_cfg)
     reader = PlateReader(detector_model=Path(rc.detector_model) if rc.detector_model else None,
-                         detector_confidence=rc.detector_confidence, threads=rc.threads)
+                         detector_confidence=rc.detector_confidence, threads=rc.threads,
+                         fast_detector=rc.fast_detector)
     capture = Capture(cam)
     halt = threading.Event()
 
@@ -66,48 +71,35 @@ def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
             time.sleep(0.05)
 
     threading.Thread(target=watch, daemon=True).start()
-    voters = {"plate": PlateVoter(frames=rc.vote_frames, confidence=rc.vote_confidence,
-                                  window_s=rc.vote_window_s,
-                                  min_confidence=rc.min_read_confidence),
-              "container": PlateVoter(frames=rc.vote_frames, confidence=rc.vote_confidence,
-                                      window_s=rc.vote_window_s,
-                                      min_confidence=rc.min_read_confidence)}
-    roi = cam.roi.box() if cam.roi else None
+    live = LiveReader(reader, rc, cam.roi.box() if cam.roi else None)
     errors = 0
     for now, frame in capture.frames(halt):
         try:
-            reads = reader.read_frame(frame, roi, keep_crops=True, thorough=False)
+            finals = live.process(frame, now)
         except ValueError as exc:  # zero-size frame, ROI outside the picture
             errors += 1
             if errors == 1 or errors % 100 == 0:
                 log.warning("camera %s: frame skipped (%s), %d so far", cam.name, exc, errors)
             continue
-        for r in reads:
-            if r.plate is not None and r.plate.text and r.plate.grammar:
-                obs = Observation(r.plate.text, r.plate.confidence, now, r.plate.grammar,
-                                  r.box, r.crop)
-                final = voters["plate"].add(obs)
-                if final is not None:
-                    read = PlateRead(
-                        lane=lane, camera=cam.name,
-                        # A rear (container) camera sees the trailer's plate, never the tractor's.
-                        role="tractor" if cam.role == "tractor" else "trailer",
-                        text=final.text, confidence=final.confidence, grammar=final.grammar,
-                        bbox=final.bbox, frames=final.frames,
-                        candidates=tuple(PlateCandidate(text=t, confidence=c)
-                                         for t, c in final.candidates),
-                        frame_time=datetime.now(UTC))
-                    out.put(("plate", read.model_dump(mode="json"), _evidence(final.crop)))
-            if r.container is not None and r.container.text:
-                c = r.container
-                final = voters["container"].add(Observation(c.text, c.confidence, now, None,
-                                                            r.box, r.crop))
-                if final is not None:
-                    cread = ContainerRead(lane=lane, camera=cam.name, text=final.text,
-                                          confidence=final.confidence,
-                                          frame_time=datetime.now(UTC))
-                    out.put(("container", cread.model_dump(mode="json"),
-                             _evidence(final.crop)))
+        for kind, final in finals:
+            if kind == "plate":
+                read = PlateRead(
+                    lane=lane, camera=cam.name,
+                    # A rear (container) camera sees the trailer's plate, never the tractor's.
+                    role="tractor" if cam.role == "tractor" else "trailer",
+                    text=final.text, confidence=final.confidence, grammar=final.grammar,
+                    bbox=final.bbox, frames=final.frames,
+                    candidates=tuple(PlateCandidate(text=t, confidence=c)
+                                     for t, c in final.candidates),
+                    frame_time=datetime.now(UTC))
+                out.put(("plate", read.model_dump(mode="json"), _evidence(final.crop)))
+            else:
+                cread = ContainerRead(lane=lane, camera=cam.name, text=final.text,
+                                      confidence=final.confidence,
+                                      frame_time=datetime.now(UTC))
+                out.put(("container", cread.model_dump(mode="json"), _evidence(final.crop)))
+    log.info("camera %s: %d frames, %d objects read, %d left unread (already final)",
+             cam.name, live.stats.frames, live.stats.read, live.stats.skipped)
     out.put(("stopped", {"camera": cam.name, **capture.stats.__dict__}, None))
 
 
@@ -123,7 +115,8 @@ class CameraWorker:
         self.process = ctx.Process(
             target=worker_main, name=f"camera-{camera.name}", daemon=True,
             args=(camera.model_dump(mode="json"), reader.model_dump(mode="json"), lane,
-                  self.queue, self.stop_event, self.occupied))
+                  self.queue, self.stop_event, self.occupied,
+                  logging.getLogger().getEffectiveLevel()))
 
     def start(self) -> None:
         """Start the process."""

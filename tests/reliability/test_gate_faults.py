@@ -85,7 +85,7 @@ def test_gate_edge_killed_while_the_truck_passes_records_the_passage_once(lane: 
     # A long stop under the open barrier leaves time to kill and restart gate-edge.
     lane.drive(TRUCK, seal="ES00012345", stops=[[-1.0, 1.0], [6.0, 12.0]])
     [msg] = lane.wait_passages(1)
-    assert decision(msg)["outcome"] == "open"
+    assert decision(msg)["outcome"] == "open", (decision(msg), lane.log("gate-edge")[-3000:])
     lane.stop_edge(signal.SIGKILL)
     lane.start_edge()
     assert lane.board.wait_for(lambda s: s["passed"], timeout=40), lane.board.snapshot()
@@ -131,7 +131,7 @@ def test_gate_controller_killed_mid_passage_keeps_the_lane_safe(lane: Gate) -> N
     time.sleep(2)
     lane.drive(TRUCK, seal="ES00012345", stops=[[-1.0, 1.0], [6.0, 6.0]])
     [msg] = lane.wait_passages(1)
-    assert decision(msg)["outcome"] == "open"
+    assert decision(msg)["outcome"] == "open", (decision(msg), lane.log("gate-edge")[-3000:])
     assert lane.board.wait_for(lambda s: s["arm"] > 0.9, timeout=20)
     proc = lane.procs.pop("gate-controller")
     proc.send_signal(signal.SIGKILL)

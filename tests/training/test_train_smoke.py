@@ -50,3 +50,20 @@ def test_one_epoch_exports_onnx_the_runtime_loads(tmp_path: Path) -> None:
                for d in dets)
     # the shipped model is untouched (no --install)
     assert (shipped.stat().st_mtime if shipped.exists() else None) == before
+
+    # the fast detector from the same weights: smaller input, int8, loads in the runtime
+    weights = next(p for p in (tmp_path / "run" / "weights" / "best.pt",
+                               tmp_path / "run" / "weights" / "last.pt") if p.is_file())
+    fast_out = tmp_path / "fast.onnx"
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.quantize_detector", "--weights", str(weights),
+         "--imgsz", "128", "--out", str(fast_out), "--calibration-scenes", "4",
+         "--calibration-frames", "2"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["onnx"] == str(fast_out)
+    assert "Downloading" not in proc.stderr
+    fast = PlateDetector(fast_out, conf=0.001)
+    assert fast.imgsz == 128
+    assert fast.labels == {0: "plate", 1: "container_number"}
+    assert all(0 <= d.box[0] <= d.box[2] <= 640 for d in fast.detect(frame.image))

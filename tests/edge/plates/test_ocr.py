@@ -81,3 +81,35 @@ def test_verified_vn_crops_sample(recognizer: PlateRecognizer, shared_data) -> N
         img = cv2.imread(str(shared_data / "vn_plates" / "images" / r["file"]))
         ok += recognizer.read(img).text == r["text_verified"]
     assert ok >= 37, f"{ok}/40 exact"
+
+
+# validation crops where the first read is unsure and re-cuts are read (incl. one where a re-cut
+# once produced a confident wrong text: u7696_AK5D11 read as 皖AK5011 at 0.97)
+HARD_CROPS = [("cn_plates", "u7696_AK5D11.jpg"), ("cn_plates", "u7696_A88G02.jpg"),
+              ("cn_plates", "u7696_AB166M.jpg"), ("vn_plates", "3xemay2462.jpg"),
+              ("vn_plates", "ndata495.jpg"), ("vn_plates", "ndata626.jpg")]
+
+
+def test_recut_never_makes_a_changed_text_sure(recognizer: PlateRecognizer, shared_data) -> None:
+    checked = 0
+    for folder, name in HARD_CROPS:
+        img = cv2.imread(str(shared_data / folder / "images" / name))
+        if img is None:
+            continue
+        first = recognizer.read(img, thorough=False)
+        final = recognizer.read(img)
+        if final.text != first.text and first.grammar:
+            checked += 1
+            assert final.confidence <= first.confidence, name
+            assert all(c.confidence <= first.confidence for c in final.candidates), name
+    assert checked >= 1  # at least one of these crops changes text under re-cuts
+
+
+def test_runner_up_character_lowers_confidence(recognizer: PlateRecognizer,
+                                               shared_data) -> None:
+    """A cut-off `7` read `2` with a 16 % runner-up stays below the policy's 0.80."""
+    img = cv2.imread(str(shared_data / "vn_plates" / "images" / "3xemay2462.jpg"))
+    res = recognizer.read(img, thorough=False)
+    assert res.char_alt and max(res.char_alt) > 0.1
+    assert res.confidence < 0.8
+    assert res.confidence <= min(res.char_conf) * (1 - max(res.char_alt)) + 1e-4

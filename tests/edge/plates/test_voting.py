@@ -49,3 +49,35 @@ def test_low_confidence_reads_are_ignored() -> None:
     v = PlateVoter(frames=2, confidence=0.9, min_confidence=0.5)
     assert v.add(obs("51C12345", 0.2, 0.0)) is None
     assert v.add(obs("51C12345", 0.2, 0.1)) is None
+
+
+def test_settled_track_skips_ocr_but_rereads_every_nth_frame() -> None:
+    from edge.plates.voting import SettledTracks
+
+    tracks = SettledTracks(reread_every=3, max_gap_s=1.0)
+    box = (100, 100, 200, 150)
+    assert not tracks.skip("plate", box, 0.0)  # nothing settled yet: read it
+    tracks.settle("plate", box, 0.0)
+    # the truck drives on: the box moves a little each frame and is followed
+    moved = [(100 + 8 * i, 100 + 4 * i, 200 + 10 * i, 150 + 5 * i) for i in range(1, 7)]
+    decisions = [tracks.skip("plate", b, 0.1 * i) for i, b in enumerate(moved, 1)]
+    assert decisions == [True, True, False, True, True, False]  # every 3rd frame re-read
+    assert not tracks.skip("container_number", moved[-1], 0.7)  # another kind: read
+    assert not tracks.skip("plate", (900, 500, 1000, 550), 0.7)  # another vehicle: read
+    assert not tracks.skip("plate", moved[-1], 2.0)  # not seen for > max_gap_s: forgotten
+
+
+def test_settled_tracks_off_reads_every_frame() -> None:
+    from edge.plates.voting import SettledTracks
+
+    tracks = SettledTracks(reread_every=0)
+    tracks.settle("plate", (0, 0, 10, 10), 0.0)
+    assert not tracks.skip("plate", (0, 0, 10, 10), 0.1)
+
+
+def test_voter_says_which_text_is_settled() -> None:
+    v = PlateVoter(frames=2, confidence=0.99)
+    v.add(obs("51C12345", 0.8, 0.0))
+    assert not v.settled("51C12345")
+    v.add(obs("51C12345", 0.8, 0.1))
+    assert v.settled("51C12345") and not v.settled("51C12346")

@@ -1,0 +1,141 @@
+"""The lane runtime on its own: real SQLite files, no devices (the lane has no relay board).
+
+These pin what must hold whatever the devices do: a save that fails is retried and recorded
+once; a truck that leaves before its decision is still recorded; a refer only for reads that
+are still missing waits for them until the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from edge.config import GateEdgeConfig
+from edge.console.feed import LaneFeed
+from edge.daemon.evidence import EvidenceStore
+from edge.daemon.lane import LaneRuntime
+from edge.daemon.store import DaemonStore
+from edge.domain.model import ContainerRead, PlateRead, utcnow
+from edge.store.cache import ManifestCache
+from edge.store.records import Records
+from tests import factories
+
+
+def config(tmp: Path, **passages: Any) -> GateEdgeConfig:
+    return GateEdgeConfig.model_validate({
+        "site": {"code": "HUUNGHI", "name": "Huu Nghi"},
+        "lanes": [{"id": "in-1", "direction": "inbound"}],
+        "storage": {"dir": str(tmp / "var")},
+        "passages": {"settle": "100ms", "deadline": "2s", "trailer_wait": "1s", **passages},
+    })
+
+
+def plate(text: str = "51C12345") -> PlateRead:
+    return PlateRead(lane="in-1", camera="cam-front", text=text, confidence=0.97,
+                     grammar="VN-1ROW")
+
+
+async def until(check: Any, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not check():
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+def rows(tmp: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(tmp / "var" / "records.db") as db:
+        return db.execute("SELECT p.id, p.outcome, p.barrier_events FROM passages p "
+                          "ORDER BY started_at").fetchall()
+
+
+def decisions(tmp: Path) -> int:
+    with sqlite3.connect(tmp / "var" / "records.db") as db:
+        return int(db.execute("SELECT count(*) FROM decisions").fetchone()[0])
+
+
+async def started(tmp: Path, cfg: GateEdgeConfig) -> tuple[LaneRuntime, DaemonStore, LaneFeed]:
+    store = DaemonStore(cfg)
+    await store.open()
+    feed = LaneFeed([("in-1", "Lane 1")])
+    lane = LaneRuntime(cfg.lanes[0], cfg, store=store, feed=feed,
+                       evidence=EvidenceStore(cfg.storage.evidence_dir, 10))
+    await lane.start()
+    return lane, store, feed
+
+
+def test_a_failed_save_is_retried_and_recorded_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        cfg = config(tmp_path)
+        lane, store, feed = await started(tmp_path, cfg)
+        try:
+            assert store.records is not None
+            store.records.db.conn.close()           # the file cannot be written for a while
+            lane.on_event({"event": "vehicle_present", "event_id": "E1"})
+            lane.add_read(plate())
+            await until(lambda: (feed.lane("in-1") or feed.lanes()[0]).reasons
+                        == ("SAVE_FAILED",))
+            assert lane.pending()                   # not decided: nothing was recorded
+            store.records = Records.open(cfg.storage.records_path, check_same_thread=False)
+            await until(lambda: lane.decided == 1)
+        finally:
+            await lane.stop()
+            await store.close()
+
+    asyncio.run(main())
+    [(_, outcome, _)] = rows(tmp_path)
+    assert outcome == "refer"                       # no manifest in the empty cache
+    assert decisions(tmp_path) == 1
+
+
+def test_a_truck_that_leaves_undecided_is_still_recorded(tmp_path: Path) -> None:
+    async def main() -> None:
+        cfg = config(tmp_path, deadline="30s")
+        lane, store, _ = await started(tmp_path, cfg)
+        try:
+            lane.on_event({"event": "vehicle_present", "event_id": "E1"})
+            await asyncio.sleep(0.3)                # no plate: nothing is due before 30 s
+            lane.on_event({"event": "cleared", "event_id": "E1", "passed": False})
+            await until(lambda: bool(rows(tmp_path)) and rows(tmp_path)[0][1] is not None)
+            await asyncio.sleep(0.3)
+        finally:
+            await lane.stop()
+            await store.close()
+
+    asyncio.run(main())
+    [(_, outcome, events)] = rows(tmp_path)
+    assert outcome == "refer"
+    assert "left_before_decision" in [e["event"] for e in json.loads(events)]
+
+
+def test_a_refer_for_a_read_still_missing_waits_for_it(tmp_path: Path) -> None:
+    """The container comes into the rear camera's view late: the truck is opened, not referred."""
+    async def main() -> None:
+        cfg = config(tmp_path, deadline="10s")
+        cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(
+            update={"require_seal_read": False})})
+        cache = ManifestCache.open(cfg.storage.cache_path)
+        cache.upsert_manifests([factories.manifest()])
+        cache.set_meta(signed_at=utcnow().isoformat())
+        cache.close()
+        lane, store, _ = await started(tmp_path, cfg)
+        try:
+            lane.on_event({"event": "vehicle_present", "event_id": "E1"})
+            lane.add_read(plate("51C12345"))
+            lane.add_read(PlateRead(lane="in-1", camera="cam-rear", role="trailer",
+                                    text="51R01234", confidence=0.95, grammar="VN-2ROW"))
+            await asyncio.sleep(1.0)                # settled, but the container is missing
+            assert lane.decided == 0 and lane.pending()
+            lane.add_read(ContainerRead(lane="in-1", camera="cam-rear", text="MSKU1234565",
+                                        confidence=0.93))
+            await until(lambda: lane.decided == 1)
+        finally:
+            await lane.stop()
+            await store.close()
+
+    asyncio.run(main())
+    [(_, outcome, _)] = rows(tmp_path)
+    assert outcome == "open"
