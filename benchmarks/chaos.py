@@ -18,6 +18,7 @@ gaps); the audit chain verifies; the simulated board saw no collision, never a b
 down on a vehicle, and no opening without a decision of gate-edge or an officer.
 
 Run: python benchmarks/chaos.py [--trucks 60] [--fault-rate 0.3] [--seed 1]
+     python benchmarks/chaos.py --trucks 1000 --minutes 30     # the 30-minute soak
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def passage_rows(gate: Gate) -> list[tuple[str, str | None]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--trucks", type=int, default=60)
+    ap.add_argument("--trucks", type=int, default=60, help="at most this many trucks")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="stop sending trucks after this long (a soak: e.g. 30)")
     ap.add_argument("--fault-rate", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -100,7 +103,12 @@ def main() -> None:
                 started = time.monotonic()
                 broker_down_left = 0
                 arrived = 0
-                for _i, (_, truck, seal) in enumerate(trucks):
+                for i, (_, truck, seal) in enumerate(trucks):
+                    if args.minutes and time.monotonic() - started > args.minutes * 60:
+                        break
+                    if i and i % 10 == 0:
+                        print(f"  {i} trucks, {sum(faults.values())} faults, "
+                              f"{time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
                     if broker_down_left and (broker_down_left := broker_down_left - 1) == 0:
                         broker.start()
                     if rng.random() < args.fault_rate:

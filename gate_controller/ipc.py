@@ -105,6 +105,8 @@ def parse_line(line: bytes) -> HeartbeatMsg | DecisionMsg | OfficerMsg | StatusM
         raise ProtocolError("bad_encoding", "line is not UTF-8") from None
     except ValueError as exc:
         raise ProtocolError("bad_json", f"not JSON: {exc}") from None
+    except RecursionError:  # "[[[[..." well within MAX_LINE_BYTES exhausts the parser's stack
+        raise ProtocolError("bad_json", "not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError("not_object", "each line must be one JSON object")
     msg_id = data.get("id") if isinstance(data.get("id"), str) else None

@@ -16,6 +16,7 @@ from edge.cli import (
     demo,
     manifests,
     match_cmd,
+    passages_cmd,
     plates,
     run_cmd,
     seals_cmd,
@@ -79,6 +80,7 @@ app.add_typer(sync.sync_app, name="sync")
 app.add_typer(console_cli.users_app, name="users")
 app.command("console")(console_cli.console)
 app.add_typer(plates.app, name="plates")
+app.add_typer(passages_cmd.app, name="passages")
 
 
 def main() -> None:

@@ -77,7 +77,7 @@ def match(
         raise fail("no input: give reads as JSON on stdin or as a file")
     try:
         objects = [json.loads(stripped)]
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         objects = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip() or line.lstrip().startswith("#"):
@@ -86,6 +86,8 @@ def match(
                 objects.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise fail(f"line {number}: bad JSON: {exc.msg} at column {exc.colno}") from None
+            except RecursionError:
+                raise fail(f"line {number}: bad JSON: nested too deeply") from None
     items = objects[0] if len(objects) == 1 and isinstance(objects[0], list) else objects
     if not items:
         raise fail("no reads in the input (an empty list)")

@@ -211,7 +211,7 @@ def passage_page(request: Request, user: PageUser, passage_id: str) -> HTMLRespo
     return render(request, "passage.html", user, errors={}, values={}, **detail)
 
 
-@router.get("/evidence/{passage_id}/{name}")
+@router.get("/evidence/{passage_id}/{name:path}")
 def evidence(request: Request, user: PageUser, passage_id: str, name: str) -> FileResponse:
     """An evidence image, only if the passage references it."""
     require(user, Permission.VIEW_PASSAGES)

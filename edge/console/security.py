@@ -1,7 +1,8 @@
 """Sessions, CSRF, login throttling, body limits and security headers for the console.
 
 Sessions are signed cookies (itsdangerous, through Starlette's SessionMiddleware): HttpOnly,
-SameSite=Strict, Secure, with a maximum age of one shift. The cookie carries the user's
+SameSite=Strict, Secure, with a maximum age of one shift counted from the login itself (the
+login time is inside the signed cookie; activity does not extend it). The cookie carries the user's
 *session epoch*; logging out or being locked bumps the epoch in ``records.db``, which ends every
 copy of the cookie at once, so a stolen cookie dies with a logout.
 
@@ -76,8 +77,15 @@ def session_user(request: Request) -> User:
     name = request.session.get("user")
     if not isinstance(name, str):
         raise LoginRequired()
-    user = request.app.state.service.user(name)
-    if user is None or user.disabled or user.session_epoch != request.session.get("epoch"):
+    service = request.app.state.service
+    user = service.user(name)
+    started = request.session.get("at")
+    # The cookie's own signature age restarts whenever the session changes (a notice after
+    # every action), so it cannot bound a login; the login time inside it does.
+    limit = service.cfg.console.session_max_age.total_seconds()
+    expired = not isinstance(started, int) or time.time() - started > limit
+    if (user is None or user.disabled or expired
+            or user.session_epoch != request.session.get("epoch")):
         request.session.clear()
         raise LoginRequired()
     return user

@@ -221,13 +221,15 @@ class ConsoleService:
     def evidence_file(self, row: PassageRow, name: str) -> Path | None:
         """The file if this passage references it and it lies inside the evidence directory."""
         listed = {str(e.get("file") or e.get("path") or e.get("name") or "") for e in row.evidence}
-        if name not in listed | self.crop_refs(row):
+        if not name or "\x00" in name or name not in listed | self.crop_refs(row):
             return None
         base = self.evidence_dir.resolve()
-        path = (base / name).resolve()
-        if not path.is_relative_to(base) or not path.is_file():
+        try:  # resolve() follows symlinks, so a link out of the directory is caught below
+            path = (base / name).resolve()
+            inside = path.is_relative_to(base) and path.is_file()
+        except (OSError, ValueError):  # a name the file system cannot even look up
             return None
-        return path
+        return path if inside else None
 
     def referrals(self, limit: int = 200) -> list[PassageRow]:
         """Passages waiting for an officer, oldest first (first come, first served)."""

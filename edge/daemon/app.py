@@ -3,8 +3,8 @@
 Parts start in the order of docs/architecture.md ("Wiring the daemon") and stop in reverse:
 stores, central sync, lanes, console, controller links, seal readers, cameras. A part that
 fails to start stops the ones already running and the error names the part and the fix.
-On SIGTERM (systemd stop, Ctrl-C) the daemon stops taking new trucks, lets a passage in
-progress be decided and recorded, gives the outbox a moment to drain, then stops. Barriers
+On SIGTERM (systemd stop, Ctrl-C) the daemon lets a passage in progress be decided, recorded and
+sent to its controller, gives the outbox a moment to drain, then stops. Barriers
 never depend on this process staying up: gate-controller keeps every lane safe on its own
 once heartbeats stop (DESIGN-NOTES §5).
 """
@@ -162,9 +162,9 @@ class GateEdgeDaemon:
 
     async def drain(self) -> None:
         """Before stopping: let the trucks in progress be decided and the outbox drain."""
+        # Cameras, seal readers and controller links keep running meanwhile: the truck at the
+        # barrier is decided on full reads, and an open still reaches its controller.
         deadline = time.monotonic() + self.cfg.passages.drain_timeout.total_seconds()
-        for runner in self.cameras:
-            runner.paused = True
         while time.monotonic() < deadline and any(r.pending() for r in self.lanes.values()):
             await asyncio.sleep(0.05)
         if self.sync is not None:

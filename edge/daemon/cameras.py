@@ -32,7 +32,6 @@ class CameraRunner:
         self.name = camera.name
         self.sink: ReadSink | None = None
         self.worker: CameraWorker | None = None
-        self.paused = False
         self.restarts = 0
         self.reads = 0
         self._occupied = False
@@ -88,7 +87,7 @@ class CameraRunner:
                 continue
             backoff = 1.0
             kind, payload, crop = item
-            if kind == "stopped" or self.paused or self.sink is None:
+            if kind == "stopped" or self.sink is None:
                 continue
             try:
                 read: PlateRead | ContainerRead = (PlateRead.model_validate(payload)

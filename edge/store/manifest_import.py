@@ -155,7 +155,7 @@ def parse_jsonl(stream: Iterable[str | bytes], first_line: int = 1,
             try:
                 obj = json.loads(text)
                 decl = str(obj.get("declaration_no")) if isinstance(obj, dict) else None
-            except ValueError:
+            except (ValueError, RecursionError):  # pydantic reported it; only the number is lost
                 pass
             errors = exc.errors()
             if errors and errors[0]["type"] == "json_invalid":

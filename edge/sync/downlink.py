@@ -145,6 +145,8 @@ class Downlink:
             doc = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise Rejected("MALFORMED_JSON", f"not JSON: {exc}") from None
+        except RecursionError:   # "[[[[..." a few KB long exhausts the parser's stack
+            raise Rejected("MALFORMED_JSON", "JSON nested too deeply") from None
         if not isinstance(doc, dict):
             raise Rejected("MALFORMED_JSON", f"expected a JSON object, got {type(doc).__name__}")
         try:
@@ -284,6 +286,12 @@ class Downlink:
         if seq < have or (seq == have and not meta.get("resync_pending")):
             raise Rejected("OUT_OF_ORDER", f"snapshot at seq {seq} is not newer than the cache "
                                            f"(seq {have}) and none was requested")
+        have_hotlist = int(meta.get("hotlist_seq", "0"))
+        if hotlist_seq < have_hotlist:
+            # A snapshot replaces the whole hotlist: an old one replayed would silently drop
+            # every entry added since (the manifest seq alone does not show its age).
+            raise Rejected("OUT_OF_ORDER", f"snapshot at hotlist_seq {hotlist_seq} is older than "
+                                           f"the cached hotlist (hotlist_seq {have_hotlist})")
         manifests = self._manifests(_list(doc, "manifests"))
         hotlist = self._hotlist(_list(doc, "hotlist"))
         head = {"seq": seq, "hotlist_seq": hotlist_seq, "version": self._int(doc, "version", 0),

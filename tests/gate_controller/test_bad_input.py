@@ -24,6 +24,7 @@ BAD_LINES = [
     (b'{"type": "heartbeat", "extra": 1}\n', "invalid"),
     (b'{"type": "heartbeat", "v": 2}\n', "invalid"),
     (b"\xff\xfe\n", "bad_encoding"),
+    (b"[" * 5000 + b"]" * 5000 + b"\n", "bad_json"),  # nesting that exhausts the parser's stack
 ]
 
 

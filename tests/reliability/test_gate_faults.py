@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from simulators.central.broker import Mosquitto
-from tests.edge.daemon.gate import DECLARATION, TRUCK, Gate, decision
+from tests.edge.daemon.gate import DECLARATION, TRUCK, Gate, decision, gate
 from tests.edge.sync import support
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability, pytest.mark.timeout(300)]
@@ -32,11 +32,7 @@ def durable_broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 @pytest.fixture
 def lane(tmp_path: Path, durable_broker: Mosquitto, keys: support.Keys) -> Iterator[Gate]:
-    g = Gate(tmp_path, durable_broker, keys)
-    try:
-        yield g
-    finally:
-        g.close()
+    yield from gate(tmp_path, durable_broker, keys)
 
 
 def assert_invariants(lane: Gate) -> None:

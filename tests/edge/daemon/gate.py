@@ -133,8 +133,15 @@ class Gate:
             time.sleep(0.05)
 
     def start_edge(self) -> None:
+        runs = self.log("gate-edge").count("gate-edge is running")
         self.spawn("gate-edge", "edge", "run", "-c", str(self.config))
         wait_port(self.console_port, timeout=60)
+        # Every part is up (seal readers have their ports open) only after this line.
+        deadline = time.monotonic() + 60
+        while self.log("gate-edge").count("gate-edge is running") <= runs:
+            assert time.monotonic() < deadline, self.log("gate-edge")[-3000:]
+            self.check_alive()
+            time.sleep(0.05)
 
     def cut_camera(self, seconds: float) -> None:
         """The camera's network cable out for a while: the stream ends, then comes back."""

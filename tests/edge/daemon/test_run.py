@@ -71,6 +71,23 @@ def test_sigterm_stops_cleanly_and_leaves_the_lane_to_the_controller(lane: Gate)
     assert lane.board.snapshot()["open_rises"] == 0
 
 
+def test_sigterm_with_a_truck_on_the_loop_decides_it_before_stopping(lane: Gate) -> None:
+    lane.start_controller()
+    lane.start_edge()
+    lane.publish_declarations(DECLARATION)
+    time.sleep(2)
+    lane.drive(TRUCK, seal="ES00012345")
+    deadline = time.monotonic() + 30
+    while "vehicle present" not in lane.log("gate-edge"):
+        assert time.monotonic() < deadline, lane.log("gate-edge")[-3000:]
+        time.sleep(0.02)
+    assert lane.stop_edge(signal.SIGTERM) == 0
+    [msg] = lane.passages()             # decided, recorded and sent up before the exit
+    assert decision(msg)["outcome"] == "open", (decision(msg), lane.log("gate-edge")[-3000:])
+    assert lane.board.wait_for(lambda s: s["passed"], timeout=30), lane.board.snapshot()
+    assert lane.board.snapshot()["open_rises"] == 1
+
+
 def test_officer_releases_a_referred_truck_from_the_console(lane: Gate) -> None:
     """The console's release goes through the daemon to gate-controller and the arm rises."""
     import httpx
