@@ -395,7 +395,12 @@ class Lab:
             "edge", "--log-level", self.log_level, "run", "--config", str(self.config_path))
         self.edge = self._spawn("gate-edge", argv)
         edge = self.edge
-        wait_until("gate-edge: officer console", lambda: _port_open(self.console_port), 90,
+        # The daemon logs this once every part has started (seal readers have their ports
+        # open: a read sent before that would be lost in the pty).
+        wait_until("gate-edge: every part started",
+                   lambda: "gate-edge is running" in _tail(edge.log_path, 1_000_000), 90,
+                   edge.log_path, edge)
+        wait_until("gate-edge: officer console", lambda: _port_open(self.console_port), 30,
                    edge.log_path, edge)
         for rig in self.rigs.values():
             def linked(rig: LaneRig = rig) -> bool:
