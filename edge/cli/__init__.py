@@ -42,7 +42,7 @@ app = typer.Typer(
         "against pre-cleared manifests, drives the barrier through gate-controller, syncs with "
         "the centre over MQTT and serves the officer console.\n\n"
         "Start here:\n\n\b\n"
-        "  gate-edge demo                                   # sample trucks through the matcher\n"
+        "  gate-edge demo                                   # a whole simulated checkpoint\n"
         "  gate-edge run -c /etc/gate-edge/gate-edge.yaml   # the gate daemon (systemd runs it)\n"
         "  gate-edge validate-config /etc/gate-edge/gate-edge.yaml\n"
         "  gate-edge manifests import declarations.jsonl -c gate-edge.yaml\n"

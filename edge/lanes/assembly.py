@@ -61,7 +61,18 @@ class PassageSession:
     def add(self, read: Read, at: datetime) -> None:
         """Attach one read; seal reads of a seal already seen add to its count."""
         if isinstance(read, PlateRead):
-            (self.trailer if read.role == "trailer" else self.tractor).append(read)
+            reads = self.trailer if read.role == "trailer" else self.tractor
+            for i, prior in enumerate(reads):
+                if prior.camera != read.camera:
+                    continue
+                if dropped_one(read.text, prior.text):
+                    self.last_read_at = at
+                    return          # the same plate with a character missing: not a 2nd plate
+                if dropped_one(prior.text, read.text):
+                    reads[i] = read  # the full plate after a short read: it replaces it
+                    self.last_read_at = at
+                    return
+            reads.append(read)
         elif isinstance(read, ContainerRead):
             if all(c.text != read.text for c in self.containers):
                 self.containers.append(read)
@@ -169,11 +180,24 @@ class LaneAssembler:
             self._recent.popleft()
 
 
+def dropped_one(short: str, full: str) -> bool:
+    """Is ``short`` the plate ``full`` with one character missing (an edge cut off, a blur)?
+
+    One camera watching one vehicle does read a plate's last digit away now and then, and the
+    shorter text may still fit an older layout (51C1234 for 51C12345), so the grammar alone
+    cannot reject it. Two such reads are one plate, not the two plates of PLATE_MISMATCH.
+    """
+    a, b = fold_confusables(short), fold_confusables(full)
+    return len(b) == len(a) + 1 and any(b[:i] + b[i + 1:] == a for i in range(len(b)))
+
+
 def _same_vehicle(read: Read, session: PassageSession) -> bool:
     """Is this plate or container read one of the session's own (exactly or folded)?"""
     if isinstance(read, PlateRead):
-        keys = {fold_confusables(p.text) for p in (*session.tractor, *session.trailer)}
-        return fold_confusables(read.text) in keys
+        known = [p.text for p in (*session.tractor, *session.trailer)]
+        text = fold_confusables(read.text)
+        return any(text == fold_confusables(k) or dropped_one(read.text, k)
+                   or dropped_one(k, read.text) for k in known)
     if isinstance(read, ContainerRead):
         return any(c.text == read.text for c in session.containers)
     return False

@@ -108,3 +108,22 @@ def test_rereads_of_the_decided_truck_never_reach_the_next_one() -> None:
     a.cleared(s(4))
     second = a.vehicle_present(s(5))
     assert second.tractor == [] and second.containers == []
+
+
+def test_a_read_with_a_dropped_character_is_not_a_second_plate() -> None:
+    """51C1234 from the camera that also read 51C12345: one plate (no PLATE_MISMATCH)."""
+    from edge.lanes.assembly import dropped_one
+
+    asm = LaneAssembler("in-1")
+    session = asm.vehicle_present(NOW, "E1")
+    short = PlateRead(lane="in-1", camera="cam-front", text="51C1234", confidence=1.0)
+    full = PlateRead(lane="in-1", camera="cam-front", text="51C12345", confidence=0.97)
+    asm.add(short, NOW)
+    asm.add(full, NOW)                         # the full plate replaces the short read
+    asm.add(short, NOW)                        # and a later short read is not added again
+    assert [r.text for r in session.tractor] == ["51C12345"]
+    other_camera = PlateRead(lane="in-1", camera="cam-side", text="51C1234", confidence=1.0)
+    asm.add(other_camera, NOW)                 # another camera's read is kept as it is
+    assert [r.text for r in session.tractor] == ["51C12345", "51C1234"]
+    assert dropped_one("51C1234", "51C12345") and dropped_one("5C12345", "51C12345")
+    assert not dropped_one("51C12346", "51C12345") and not dropped_one("51C123", "51C12345")
