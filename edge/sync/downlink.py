@@ -141,16 +141,11 @@ class Downlink:
             raise Rejected("PAYLOAD_TOO_LARGE",
                            f"{len(payload)} bytes > limit {self.limits.max_payload_bytes}")
         kind, lane = self._kind_of(topic)
-        try:
-            doc = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise Rejected("MALFORMED_JSON", f"not JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise Rejected("MALFORMED_JSON", f"expected a JSON object, got {type(doc).__name__}")
-        try:
-            kid = self.keys.verify(doc)
-        except SignatureError as exc:
-            raise Rejected(exc.code, str(exc)) from None
+        verified = self.keys.loads_verified(payload)
+        if verified is not None:
+            doc, kid = verified
+        else:
+            doc, kid = self._parse_and_verify(payload)
         if doc.get("site") != self.topics.site:
             raise Rejected("WRONG_SITE", f"signed for site {doc.get('site')!r}, this is "
                                          f"{self.topics.site!r}")
@@ -165,6 +160,19 @@ class Downlink:
         if kind == "snapshot":
             return self._snapshot(doc, kid, signed_at)
         return self._batch(kind, doc, kid, signed_at)
+
+    def _parse_and_verify(self, payload: bytes) -> tuple[dict[str, Any], str]:
+        """The general path: any JSON layout, and the precise reason when something is wrong."""
+        try:
+            doc = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise Rejected("MALFORMED_JSON", f"not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise Rejected("MALFORMED_JSON", f"expected a JSON object, got {type(doc).__name__}")
+        try:
+            return doc, self.keys.verify(doc)
+        except SignatureError as exc:
+            raise Rejected(exc.code, str(exc)) from None
 
     def _kind_of(self, topic: str) -> tuple[str, str | None]:
         t = self.topics
