@@ -109,6 +109,12 @@ class KeyRing:
             ring.add(kid, load_public_key(text))
         return ring
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Key objects do not pickle; their 32 raw bytes do (worker processes verify too).
+        raw = {kid: key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+               for kid, key in self._keys.items()}
+        return _ring_from_raw, (raw,)
+
     def add(self, kid: str, key: Ed25519PublicKey) -> None:
         """Trust one more key."""
         self._keys[kid] = key
@@ -148,9 +154,9 @@ class KeyRing:
         if not isinstance(doc, dict) or SIG in doc:
             return None
         kid = doc.get(KID)
-        key = self._keys.get(kid) if isinstance(kid, str) else None
-        if key is None:
+        if not isinstance(kid, str) or kid not in self._keys:
             return None
+        key = self._keys[kid]
         try:
             key.verify(signature, signed)
         except InvalidSignature:
@@ -182,6 +188,10 @@ class KeyRing:
         except (TypeError, ValueError) as exc:  # not representable in RFC 8785 (e.g. NaN)
             raise SignatureError("BAD_SIGNATURE", f"cannot canonicalize message: {exc}") from None
         return kid
+
+
+def _ring_from_raw(raw: Mapping[str, bytes]) -> KeyRing:
+    return KeyRing({kid: Ed25519PublicKey.from_public_bytes(key) for kid, key in raw.items()})
 
 
 def load_public_key(text: str) -> Ed25519PublicKey:
