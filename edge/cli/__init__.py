@@ -10,7 +10,17 @@ from enum import StrEnum
 
 import typer
 
-from edge.cli import audit_cmd, config_cmd, demo, manifests, match_cmd, plates, seals_cmd, sync
+from edge.cli import (
+    audit_cmd,
+    config_cmd,
+    demo,
+    manifests,
+    match_cmd,
+    plates,
+    run_cmd,
+    seals_cmd,
+    sync,
+)
 from edge.console import cli as console_cli
 from edge.logging_setup import configure_logging
 
@@ -32,6 +42,7 @@ app = typer.Typer(
         "the centre over MQTT and serves the officer console.\n\n"
         "Start here:\n\n\b\n"
         "  gate-edge demo                                   # sample trucks through the matcher\n"
+        "  gate-edge run -c /etc/gate-edge/gate-edge.yaml   # the gate daemon (systemd runs it)\n"
         "  gate-edge validate-config /etc/gate-edge/gate-edge.yaml\n"
         "  gate-edge manifests import declarations.jsonl -c gate-edge.yaml\n"
         "  gate-edge match reads.json -c gate-edge.yaml      # what would the gate decide?"
@@ -45,13 +56,17 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
-    log_level: LogLevel = typer.Option(
-        LogLevel.WARNING, "--log-level", envvar="GATE_EDGE_LOG", case_sensitive=False,
-        help="DEBUG shows raw serial frames in hex; INFO is right for a running gate."),
+    ctx: typer.Context,
+    log_level: LogLevel | None = typer.Option(
+        None, "--log-level", envvar="GATE_EDGE_LOG", case_sensitive=False,
+        help="DEBUG shows raw serial frames in hex; INFO (the default of 'run') is right for "
+             "a running gate; other commands default to WARNING."),
 ) -> None:
-    configure_logging(log_level.value)
+    configure_logging(log_level.value if log_level else "WARNING")
+    ctx.obj = {"log_level_set": log_level is not None}
 
 
+app.command("run")(run_cmd.run)
 app.command("validate-config")(config_cmd.validate_config)
 app.command("match")(match_cmd.match)
 app.command("demo")(demo.demo)

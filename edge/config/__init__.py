@@ -13,11 +13,12 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from edge.config.cameras import CameraConfig
+from edge.config.cameras import CameraConfig, ReaderConfig
 from edge.config.console import ConsoleConfig
 from edge.config.grammars import PlateGrammarConfig
 from edge.config.lanes import LaneConfig
 from edge.config.mqtt import MqttConfig
+from edge.config.passages import PassageConfig
 from edge.config.policy import PolicyConfig
 from edge.config.seal_readers import SealReaderConfig
 from edge.config.site import SiteConfig
@@ -46,6 +47,10 @@ class GateEdgeConfig(Section):
                                                  description="e-seal readers and barcode scanners")
     relay_boards: list[RelayBoardConfig] = Field(default_factory=list,
                                                  description="Modbus RTU boards driving barriers")
+    plate_reader: ReaderConfig = Field(default_factory=ReaderConfig,
+                                       description="plate detector, OCR and multi-frame vote")
+    passages: PassageConfig = Field(default_factory=PassageConfig,
+                                    description="how long a lane waits for reads before deciding")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="link to the centre")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="files and retention")
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="matching rules")

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import types
 import typing
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+from edge.config.types import format_duration
 
 HEADER = """# Configuration reference
 
@@ -61,6 +64,8 @@ def _default(field: FieldInfo) -> str:
         return f"`{value}`" if value not in ([], {}) else "empty"
     if field.default is PydanticUndefined or field.default is None:
         return "null" if field.default is None else ""
+    if isinstance(field.default, timedelta):
+        return f"`{format_duration(field.default)}`"
     if field.default == "":
         return '`""`'
     return f"`{field.default}`"

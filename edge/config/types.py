@@ -27,6 +27,16 @@ def parse_duration(value: object) -> object:
     return value
 
 
+def format_duration(value: timedelta) -> str:
+    """The shortest way to write ``value`` in the config's own duration syntax."""
+    seconds = value.total_seconds()
+    for unit in ("d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{round(seconds * 1000)}ms" if seconds < 1 else f"{seconds:g}s"
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 

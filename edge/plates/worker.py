@@ -85,7 +85,8 @@ def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
                 if final is not None:
                     read = PlateRead(
                         lane=lane, camera=cam.name,
-                        role="trailer" if cam.role == "trailer" else "tractor",
+                        # A rear (container) camera sees the trailer's plate, never the tractor's.
+                        role="tractor" if cam.role == "tractor" else "trailer",
                         text=final.text, confidence=final.confidence, grammar=final.grammar,
                         bbox=final.bbox, frames=final.frames,
                         candidates=tuple(PlateCandidate(text=t, confidence=c)

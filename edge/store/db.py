@@ -9,9 +9,10 @@ transaction as the change, and the file is backed up before any migration touche
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,39 @@ class MigrationError(RuntimeError):
     """A migration failed; the file is unchanged and the backup is named in the message."""
 
 
+class Database(sqlite_utils.Database):
+    """A sqlite-utils database whose outermost ``atomic()`` block is ``BEGIN IMMEDIATE``.
+
+    Several connections write records.db (the lane runtime, the sync journal, the console).
+    A deferred transaction that reads first (the next outbox ``seq``, the audit chain head) and
+    writes second fails with SQLITE_BUSY_SNAPSHOT, without waiting, when another connection
+    committed in between; taking the write lock up front makes it wait its turn instead.
+    """
+
+    readonly = False
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[sqlite_utils.Database]:
+        """One transaction holding the write lock from its start; nested blocks: savepoints."""
+        if self.conn.in_transaction or self.readonly:
+            with super().atomic() as db:
+                yield db
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+
 def connect(
     path: Path | str,
     synchronous: Literal["NORMAL", "FULL"],
@@ -50,7 +84,8 @@ def connect(
                                check_same_thread=check_same_thread)
     else:
         conn = sqlite3.connect(str(path), timeout=10, check_same_thread=check_same_thread)
-    db = sqlite_utils.Database(conn)
+    db = Database(conn)
+    db.readonly = readonly
     if not readonly:
         db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")

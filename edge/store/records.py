@@ -7,6 +7,7 @@ transaction here, so the evidence is complete or absent, never half-written.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -165,6 +166,28 @@ class Records:
             )
             if decision is not None and not self._has_decision(passage.id, decision):
                 self._add_decision(passage, decision, actor, publish_topic, now)
+
+    def close_passage(self, passage_id: str, *, ended_at: datetime,
+                      barrier_events: Sequence[Mapping[str, Any]],
+                      evidence: Sequence[Mapping[str, str]] | None = None,
+                      reads: PassageReads | None = None) -> None:
+        """The truck left: record when, what the barrier did and what was read meanwhile.
+
+        Only these columns change: an officer's decision taken in the console while the truck
+        waited (its own decision row and outcome) is never overwritten by the lane.
+        """
+        sets = ["ended_at = ?", "barrier_events = ?", "updated_at = ?"]
+        args: list[Any] = [iso(ended_at), json.dumps(list(barrier_events), default=str),
+                           iso(utcnow())]
+        if evidence is not None:
+            sets.append("evidence = ?")
+            args.append(json.dumps(list(evidence)))
+        if reads is not None:
+            sets.append("reads = ?")
+            args.append(reads.model_dump_json())
+        with self.db.atomic():
+            self.db.execute(f"UPDATE passages SET {', '.join(sets)} WHERE id = ?",
+                            [*args, passage_id])
 
     def _has_decision(self, passage_id: str, decision: Decision) -> bool:
         row = self.db.execute(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.domain.model import Decision, Outcome, Passage, ReasonCode
+from edge.domain.model import Decision, Outcome, Passage, ReasonCode, utcnow
 from edge.store import audit, outbox
 from edge.store.db import applied_migrations
 from edge.store.records import RECORDS_MIGRATIONS, Records
@@ -98,3 +98,41 @@ def test_audit_chain_verifies_and_detects_tampering(tmp_path: Path) -> None:
     check = audit.verify(store.db)
     assert not check.ok and check.first_bad_id == 4 and "deleted" in check.problem
     store.close()
+
+
+def test_two_writers_never_fail_on_a_stale_snapshot(tmp_path: Path) -> None:
+    """The lane runtime and the sync journal write records.db from two connections at once.
+
+    Both read (outbox seq, audit head) before they write; a deferred transaction would fail
+    with "database is locked" the moment the other committed in between. Every write must
+    land, and the outbox seq must stay gap-free.
+    """
+    import threading
+
+    path = tmp_path / "records.db"
+    Records.open(path).close()
+    errors: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        rec = Records.open(path, check_same_thread=False)
+        try:
+            for i in range(60):
+                with rec.db.atomic():
+                    rec.db.execute("SELECT count(*) FROM outbox").fetchone()
+                    outbox.enqueue(rec.db, topic="t", kind="passage", payload={"i": i},
+                                   idempotency_key=f"{name}:{i}", at=utcnow())
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            rec.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in ("lane", "sync")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    rec = Records.open(path)
+    seqs = [r[0] for r in rec.db.execute("SELECT seq FROM outbox ORDER BY seq").fetchall()]
+    rec.close()
+    assert seqs == list(range(seqs[0], seqs[0] + 120))

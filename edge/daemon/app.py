@@ -1,0 +1,310 @@
+"""``gate-edge run``: every part of the checkpoint wired together, started in order.
+
+Parts start in the order of docs/architecture.md ("Wiring the daemon") and stop in reverse:
+stores, central sync, lanes, console, controller links, seal readers, cameras. A part that
+fails to start stops the ones already running and the error names the part and the fix.
+On SIGTERM (systemd stop, Ctrl-C) the daemon stops taking new trucks, lets a passage in
+progress be decided and recorded, gives the outbox a moment to drain, then stops. Barriers
+never depend on this process staying up: gate-controller keeps every lane safe on its own
+once heartbeats stop (DESIGN-NOTES §5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edge.config import GateEdgeConfig
+from edge.console.feed import CommandResult, LaneFeed, OfficerCommand
+from edge.daemon.cameras import CameraRunner
+from edge.daemon.controller import ControllerLink
+from edge.daemon.evidence import EvidenceStore
+from edge.daemon.lane import LaneRuntime
+from edge.daemon.store import DaemonStore
+from edge.domain.model import SealRead
+from edge.sync.downlink import LaneCommand
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Part:
+    """One start/stop pair of the daemon, named for logs and errors."""
+
+    name: str
+    start: Callable[[], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
+
+
+class StartupError(RuntimeError):
+    """A part could not start; the message names it and what to check."""
+
+
+class GateEdgeDaemon:
+    """The whole checkpoint in one asyncio process (see module docstring)."""
+
+    def __init__(self, cfg: GateEdgeConfig, *, metrics: Any = None) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.store = DaemonStore(cfg)
+        self.feed = LaneFeed((lane.id, lane.name or lane.id) for lane in cfg.lanes)
+        self.evidence = EvidenceStore(cfg.storage.evidence_dir, cfg.storage.min_free_mb)
+        self.sync: Any = None
+        self.console_server: Any = None
+        self.lanes: dict[str, LaneRuntime] = {}
+        self.links: dict[str, ControllerLink] = {}
+        self.cameras: list[CameraRunner] = []
+        self.seals: Any = None
+        self.parts: list[Part] = []
+        self._started: list[Part] = []
+        self._stop = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.started_at = time.monotonic()
+
+    # -- assembly ------------------------------------------------------------------------------
+    def build(self) -> None:
+        """Create every part from the config (nothing starts yet)."""
+        cfg = self.cfg
+        self.parts.append(Part("stores", self.store.open, self.store.close))
+        if cfg.mqtt.enabled:
+            from edge.sync.service import SyncService
+            self.sync = SyncService(cfg, on_command=self._central_command)
+            self.parts.append(Part("central sync (MQTT)", self.sync.astart, self.sync.astop))
+        boards = {b.lane: b for b in cfg.relay_boards}
+        cams = {c.name: c for c in cfg.cameras}
+        for lane in cfg.lanes:
+            if not lane.enabled:
+                log.warning("lane %s is disabled in the config (lanes[].enabled: false)", lane.id)
+                continue
+            runners = [CameraRunner(cams[name], cfg.plate_reader, lane.id)
+                       for name in lane.cameras if name in cams]
+            runtime = LaneRuntime(lane, cfg, store=self.store, feed=self.feed,
+                                  evidence=self.evidence, cameras=list(runners),
+                                  metrics=self.metrics, notify_outbox=self._notify_outbox)
+            board = boards.get(lane.id)
+            if board is not None:
+                runtime.link = ControllerLink(board, runtime.on_event,
+                                              self._link_state(board.name))
+                self.links[board.name] = runtime.link
+            else:
+                log.warning("lane %s has no relay board: it reads and records but cannot open",
+                            lane.id)
+            for runner in runners:
+                runner.sink = runtime.add_read
+            self.cameras.extend(runners)
+            self.lanes[lane.id] = runtime
+            self.parts.append(Part(f"lane {lane.id}", runtime.start, runtime.stop))
+        if cfg.console.enabled:
+            self.parts.append(Part("officer console", self._start_console, self._stop_console))
+        for name, link in self.links.items():
+            self.parts.append(Part(f"gate-controller link {name}", link.start, link.stop))
+        if cfg.seal_readers:
+            from edge.seals.service import SealReaderService
+            self.seals = SealReaderService(cfg.seal_readers, cfg.lanes, on_alarm=self._seal_alarm,
+                                           on_read=self._seal_read)
+            self.parts.append(Part("seal readers", self.seals.start, self.seals.stop))
+        for runner in self.cameras:
+            self.parts.append(Part(f"camera {runner.name}", runner.start, runner.stop))
+        self.parts.append(Part("health", self._start_health, self._stop_health))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start every part in order; on failure stop what started and raise StartupError."""
+        self._loop = asyncio.get_running_loop()
+        if not self.parts:
+            self.build()
+        for part in self.parts:
+            log.info("starting %s", part.name)
+            try:
+                await part.start()
+            except Exception as exc:
+                log.error("could not start %s: %s", part.name, exc)
+                await self.stop()
+                raise StartupError(f"{part.name} did not start: {exc}") from exc
+            self._started.append(part)
+        log.info("gate-edge is running: %d lane(s), %d camera(s), %d seal reader(s), %d relay "
+                 "board(s)%s", len(self.lanes), len(self.cameras), len(self.cfg.seal_readers),
+                 len(self.links), f", console on {self.console_url()}"
+                 if self.console_server else "")
+
+    async def stop(self) -> None:
+        """Stop every started part, last first; a failing stop does not stop the others."""
+        while self._started:
+            part = self._started.pop()
+            log.info("stopping %s", part.name)
+            try:
+                await asyncio.wait_for(part.stop(), timeout=30)
+            except Exception:
+                log.exception("stopping %s failed; going on with the others", part.name)
+
+    async def drain(self) -> None:
+        """Before stopping: let the trucks in progress be decided and the outbox drain."""
+        deadline = time.monotonic() + self.cfg.passages.drain_timeout.total_seconds()
+        for runner in self.cameras:
+            runner.paused = True
+        while time.monotonic() < deadline and any(r.pending() for r in self.lanes.values()):
+            await asyncio.sleep(0.05)
+        if self.sync is not None:
+            while time.monotonic() < deadline and self.sync.health().outbox_depth > 0 \
+                    and self.sync.health().connected:
+                await asyncio.sleep(0.1)
+            depth = self.sync.health().outbox_depth
+            if depth > 0:
+                log.warning("stopping with %d message(s) in the outbox; they are on disk and go "
+                            "up after the next start", depth)
+
+    def request_stop(self) -> None:
+        """Ask ``serve`` to shut down (signal handlers, tests)."""
+        self._stop.set()
+
+    async def serve(self) -> None:
+        """Start, run until SIGTERM/SIGINT or ``request_stop``, drain, stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        try:
+            await self._stop.wait()
+            log.info("stop requested: finishing passages in progress")
+            await self.drain()
+        finally:
+            await self.stop()
+
+    # -- glue ----------------------------------------------------------------------------------
+    def console_url(self) -> str:
+        """Where officers open the console."""
+        c = self.cfg.console
+        scheme = "https" if c.tls_certfile else "http"
+        host = "127.0.0.1" if c.host in ("0.0.0.0", "::") else c.host  # noqa: S104 - a URL to print
+        return f"{scheme}://{host}:{c.port}/"
+
+    async def _start_console(self) -> None:
+        from edge.console.app import create_app, serve
+        c = self.cfg.console
+        kwargs: dict[str, Any] = {"feed": self.feed, "commands": self}
+        if self.metrics is not None:
+            kwargs["metrics"] = self.metrics
+        app = create_app(self.cfg, **kwargs)
+        self.console_server = serve(app, c.host, c.port, certfile=c.tls_certfile,
+                                    keyfile=c.tls_keyfile)
+        task = asyncio.create_task(self.console_server.serve(), name="console")
+        self._console_task = task
+        for _ in range(200):
+            if self.console_server.started or task.done():
+                break
+            await asyncio.sleep(0.05)
+        if task.done():
+            exc = task.exception() if not task.cancelled() else None
+            raise RuntimeError(f"console could not listen on {c.host}:{c.port} ({exc or 'exited'})"
+                               "; change console.port or stop what uses it")
+
+    async def _stop_console(self) -> None:
+        if self.console_server is not None:
+            self.console_server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._console_task, timeout=10)
+
+    async def send(self, command: OfficerCommand) -> CommandResult:
+        """``OfficerCommands`` for the console: forward to the lane's gate-controller."""
+        lane = self.lanes.get(command.lane)
+        if lane is None:
+            return CommandResult(False, f"lane {command.lane} is not running in this gate-edge")
+        return await lane.officer(command)
+
+    def _central_command(self, command: LaneCommand) -> None:
+        lane = self.lanes.get(command.lane)
+        if lane is None:
+            log.warning("central command for unknown or disabled lane %s ignored", command.lane)
+            return
+        self._spawn(lane.central(command))
+
+    def _seal_read(self, read: SealRead) -> None:
+        # Called from a seal reader thread: hop onto the loop.
+        lane = self.lanes.get(read.lane)
+        if lane is not None:
+            self._loop.call_soon_threadsafe(lane.add_read, read, None)
+
+    def _seal_alarm(self, alarm: Any) -> None:
+        self.feed.set_device(alarm.reader, "seal reader", not alarm.active, alarm.message)
+        if alarm.active:
+            code, detail = str(alarm.kind), {"reader": alarm.reader, "lane": alarm.lane}
+            self._loop.call_soon_threadsafe(
+                lambda: self._spawn(self._store_alarm(code, alarm.message, detail)))
+
+    async def _store_alarm(self, code: str, message: str, detail: dict[str, Any]) -> None:
+        try:
+            if await self.store.alarm(code, message, detail=detail):
+                self._notify_outbox()
+        except Exception:
+            log.exception("alarm %s not recorded", code)
+
+    def _link_state(self, board: str) -> Callable[[bool, str], None]:
+        def report(up: bool, detail: str) -> None:
+            self.feed.set_device(board, "relay board", up, detail)
+            if self.metrics is not None:
+                self.metrics.set_device_up(board, "relay_board", up)
+        return report
+
+    def _notify_outbox(self) -> None:
+        if self.sync is not None:
+            self.sync.notify_outbox()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _start_health(self) -> None:
+        self._health_task = asyncio.create_task(self._health_loop(), name="health")
+
+    async def _stop_health(self) -> None:
+        self._health_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._health_task
+
+    async def _health_loop(self) -> None:
+        """Every second: broker state, outbox depth, cache age, camera workers to the feed."""
+        while True:
+            try:
+                await self._health_once()
+            except Exception:
+                log.exception("health check failed")
+            await asyncio.sleep(1.0)
+
+    async def _health_once(self) -> None:
+        if self.sync is not None:
+            h = self.sync.health()
+            self.feed.set_broker(h.connected, h.broker or h.last_error)
+            if self.metrics is not None:
+                self.metrics.set_broker_connected(h.connected)
+                self.metrics.set_outbox_depth(max(h.outbox_depth, 0))
+        elif self.metrics is not None:
+            self.metrics.set_outbox_depth(await self.store.outbox_depth())
+        if self.metrics is not None:
+            signed = await self.store.cache_signed_at()
+            from edge.domain.model import utcnow
+            self.metrics.set_cache_age((utcnow() - signed).total_seconds() if signed else None)
+        for runner in self.cameras:
+            ok, detail = runner.health()
+            self.feed.set_device(runner.name, "camera", ok, detail)
+            if self.metrics is not None:
+                self.metrics.set_device_up(runner.name, "camera", ok)
+
+    def health_problems(self) -> list[str]:
+        """What is wrong right now (empty: healthy). Feeds the systemd watchdog."""
+        problems = []
+        for name, link in self.links.items():
+            if not link.connected:
+                problems.append(f"gate-controller {name}: {link.last_error}")
+        for runner in self.cameras:
+            ok, detail = runner.health()
+            if not ok:
+                problems.append(f"camera {runner.name}: {detail}")
+        return problems

@@ -1,0 +1,421 @@
+"""One lane at run time: controller events and reads in, a decision per truck out.
+
+The lane follows gate-controller's events (docs/protocols.md): ``vehicle_present`` opens a
+passage in the ``LaneAssembler`` (which already holds the reads of the pre-roll), the assembler
+says when the passage is ready, the matcher decides on the store thread, the passage is saved
+with its decision, audit row and outbox message in one commit, and only then is the decision
+sent to gate-controller: ``open`` as a one-shot token for the controller's own ``event_id``,
+so a decision can never open the barrier for another vehicle. ``cleared`` closes the passage
+with what the barrier did. Everything an officer needs goes to the ``LaneFeed``.
+
+A lane without a controller link (no relay board configured, or the link down) still reads,
+decides and records; nothing can open there, and the feed says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime
+from typing import Any, Protocol
+
+from edge.config import GateEdgeConfig
+from edge.config.lanes import LaneConfig
+from edge.console.feed import CommandResult, LaneFeed, OfficerCommand
+from edge.daemon.controller import ControllerLink, ControllerUnavailable
+from edge.daemon.evidence import EvidenceStore
+from edge.daemon.store import DaemonStore
+from edge.domain.model import (
+    ContainerRead,
+    Outcome,
+    Passage,
+    PlateRead,
+    ReasonCode,
+    SealRead,
+    utcnow,
+)
+from edge.lanes.assembly import AssemblyTiming, LaneAssembler, PassageSession, Read
+from edge.sync.downlink import LaneCommand
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.05
+PRE_ROLL_CROPS = 50
+# Reasons that may only mean "not read yet": worth waiting for until the deadline.
+LATE_READS = {ReasonCode.CONTAINER_MISSING, ReasonCode.SEAL_MISSING, ReasonCode.TRAILER_NOT_READ,
+              ReasonCode.PLATE_NOT_READ}
+_BARRIER = {"up": "up", "down": "down", "between": "moving", "contradictory": "unknown"}
+# Events worth keeping with the passage (what the barrier did for this truck).
+_PASSAGE_EVENTS = {"state", "opening", "direction", "tailgating", "cleared", "reopened",
+                   "referred", "held", "fault"}
+
+
+class Occupancy(Protocol):
+    """What the lane tells a camera: boost capture while a vehicle is on the loop."""
+
+    def set_occupied(self, occupied: bool) -> None:
+        """Boost (True) or relax (False) the frame rate."""
+
+
+class LaneMetrics(Protocol):
+    """The part of ``edge.metrics.GateMetrics`` a lane reports to."""
+
+    def observe_lane_latency(self, lane: str, seconds: float) -> None:
+        """Loop trigger to barrier-open coil."""
+
+    def observe_decision(self, lane: str, outcome: str, reasons: Any,
+                         seconds: float | None = None) -> None:
+        """One decision with its reasons."""
+
+    def count_read(self, lane: str, kind: str, device: str) -> None:
+        """One read from a camera or seal reader."""
+
+
+class LaneRuntime:
+    """Runs one lane (see module docstring)."""
+
+    def __init__(self, lane: LaneConfig, cfg: GateEdgeConfig, *, store: DaemonStore,
+                 feed: LaneFeed, evidence: EvidenceStore, link: ControllerLink | None = None,
+                 cameras: list[Occupancy] | None = None, metrics: LaneMetrics | None = None,
+                 notify_outbox: Any = None) -> None:
+        self.lane = lane
+        self.cfg = cfg
+        self.store = store
+        self.feed = feed
+        self.evidence = evidence
+        self.link = link
+        self.cameras = cameras or []
+        self.metrics = metrics
+        self._notify_outbox = notify_outbox or (lambda: None)
+        timing = cfg.passages
+        rear = {c.name for c in cfg.cameras if c.role != "tractor"}
+        self.assembler = LaneAssembler(
+            lane.id, AssemblyTiming(pre_roll=timing.pre_roll, settle=timing.settle,
+                                    deadline=timing.deadline, trailer_wait=timing.trailer_wait),
+            expects_trailer=any(name in rear for name in lane.cameras))
+        self.controller_state = "unknown"
+        self.event_id: str | None = None
+        self._present_mono: float | None = None
+        self._events: dict[str, list[dict[str, Any]]] = {}
+        self._crops: dict[str, list[str]] = {}
+        self._decisions: set[asyncio.Task[None]] = set()
+        self._deciding: asyncio.Task[None] | None = None
+        self._held_back: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.decided = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start deciding; reads and events may arrive from now on."""
+        self._task = asyncio.create_task(self._ticker(), name=f"lane-{self.lane.id}")
+
+    async def stop(self) -> None:
+        """Stop the ticker after the decisions in flight are saved and sent."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._decisions:
+            await asyncio.gather(*self._decisions, return_exceptions=True)
+
+    def pending(self) -> bool:
+        """A truck is on the lane and not decided yet (shutdown waits for it)."""
+        current = self.assembler.current
+        deciding = self._deciding is not None and not self._deciding.done()
+        return deciding or (current is not None and current.decided_at is None)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                now = utcnow()
+                session = self.assembler.due(now)
+                if session is not None and self._waiting(session, now):
+                    continue
+                if session is not None and (self._deciding is None or self._deciding.done()):
+                    self._deciding = task = asyncio.create_task(self._decide(session))
+                    self._decisions.add(task)
+                    task.add_done_callback(self._decisions.discard)
+            except Exception:
+                log.exception("lane %s: passage assembly failed; the lane keeps running",
+                              self.lane.id)
+
+    # -- reads ---------------------------------------------------------------------------------
+    def add_read(self, read: Read, crop: bytes | None = None) -> None:
+        """A final plate/container read or a seal read for this lane (called on the loop)."""
+        if crop:
+            name = self.evidence.save(crop, "plate" if isinstance(read, PlateRead)
+                                      else "container")
+            if name is not None:
+                read = read.model_copy(update={"crop_ref": name})
+        at = utcnow()
+        session = self.assembler.add(read, at)
+        if self.metrics is not None:
+            kind = ("seal" if isinstance(read, SealRead) else "container"
+                    if isinstance(read, ContainerRead) else
+                    "trailer_plate" if read.role == "trailer" else "plate")
+            device = read.reader if isinstance(read, SealRead) else read.camera
+            self.metrics.count_read(self.lane.id, kind, device)
+        if isinstance(read, PlateRead) and read.role == "tractor":
+            self.feed.update_lane(self.lane.id, plate=read.text,
+                                  plate_confidence=read.confidence,
+                                  crop_ref=getattr(read, "crop_ref", None))
+        crop_ref = getattr(read, "crop_ref", None)
+        if crop_ref:
+            # Crops of reads waiting for the next truck are kept under "" (a bounded pre-roll).
+            crops = self._crops.setdefault(session.id if session is not None else "", [])
+            crops.append(crop_ref)
+            if session is None and len(crops) > PRE_ROLL_CROPS:
+                self.evidence.forget(crops[:-PRE_ROLL_CROPS])
+                del crops[:-PRE_ROLL_CROPS]
+
+    # -- controller events ---------------------------------------------------------------------
+    def on_event(self, ev: dict[str, Any]) -> None:
+        """One lane event from gate-controller (called on the loop, in order)."""
+        try:
+            self._on_event(ev)
+        except Exception:
+            log.exception("lane %s: controller event %r could not be handled", self.lane.id,
+                          ev.get("event"))
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("event")
+        now = utcnow()
+        session = self.assembler.current
+        if session is not None and kind in _PASSAGE_EVENTS and (
+                ev.get("event_id") in (None, session.controller_event)):
+            self._events.setdefault(session.id, []).append(_compact(ev))
+        if kind == "snapshot":
+            status = ev.get("status") or {}
+            self._set_state(str(status.get("state", "unknown")))
+            self.feed.update_lane(self.lane.id, barrier=_BARRIER.get(str(status.get("barrier")),
+                                                                     "unknown"),
+                                  faults=tuple(a for a in status.get("alarms", []) or []))
+            if status.get("state") in ("vehicle_present", "deciding") and status.get("event_id"):
+                self._vehicle_present(str(status["event_id"]), now)
+        elif kind == "vehicle_present":
+            self._vehicle_present(str(ev.get("event_id")), now)
+        elif kind == "state":
+            self._set_state(str(ev.get("state")))
+        elif kind == "opening":
+            if self._present_mono is not None and self.metrics is not None:
+                self.metrics.observe_lane_latency(self.lane.id,
+                                                  time.monotonic() - self._present_mono)
+        elif kind == "tailgating":
+            self.assembler.tailgating(now)
+            self._alarm("TAILGATING", "a second vehicle entered before the first cleared",
+                        {"event_id": ev.get("event_id")})
+        elif kind == "cleared":
+            self._cleared(now)
+        elif kind == "barrier":
+            self.feed.update_lane(self.lane.id, barrier=_BARRIER.get(str(ev.get("position")),
+                                                                     "unknown"))
+        elif kind == "fault":
+            code = str(ev.get("code"))
+            self.feed.update_lane(self.lane.id, faults=(code,))
+            self._alarm(f"LANE_FAULT_{code}", str(ev.get("detail") or code),
+                        {"board": ev.get("board")}, severity="critical")
+        elif kind == "alarm" and ev.get("alarm") == "HEARTBEAT_LOST" and ev.get("active"):
+            log.warning("lane %s: gate-controller reports lost heartbeats", self.lane.id)
+
+    def _set_state(self, state: str) -> None:
+        self.controller_state = state
+        changes: dict[str, Any] = {"state": state}
+        if state == "idle":
+            changes["faults"] = ()
+        self.feed.update_lane(self.lane.id, **changes)
+
+    def _vehicle_present(self, event_id: str, now: datetime) -> None:
+        session = self.assembler.vehicle_present(now, event_id)
+        if session.controller_event != event_id:
+            session.controller_event = event_id   # same truck rolled back onto the loop
+        if self.event_id != event_id:
+            self._present_mono = time.monotonic()
+        self.event_id = event_id
+        self._crops.setdefault(session.id, []).extend(self._crops.pop("", []))
+        for cam in self.cameras:
+            cam.set_occupied(True)
+        self.feed.update_lane(self.lane.id, passage_id=session.id, plate=None,
+                              plate_confidence=None, crop_ref=None, outcome=None, reasons=(),
+                              decided_by=None)
+        log.info("lane %s: vehicle present (event %s), passage %s", self.lane.id, event_id,
+                 session.id)
+
+    def _cleared(self, now: datetime) -> None:
+        for cam in self.cameras:
+            cam.set_occupied(False)
+        session = self.assembler.cleared(now)
+        self.event_id = None
+        self._present_mono = None
+        if session is None:
+            return
+        task = asyncio.create_task(self._finish(session, now))
+        self._decisions.add(task)
+        task.add_done_callback(self._decisions.discard)
+
+    # -- deciding ------------------------------------------------------------------------------
+    def _waiting(self, session: PassageSession, now: datetime) -> bool:
+        """Held back for late reads, and nothing new arrived, and the deadline is not reached."""
+        held = self._held_back.get(session.id)
+        return (held is not None and held == _read_count(session)
+                and now - session.opened_at < self.cfg.passages.deadline)
+
+    async def _decide(self, session: PassageSession) -> None:
+        at = utcnow()
+        try:
+            if await self._worth_waiting(session, at):
+                return
+            self.assembler.decided(session, at)
+            self._held_back.pop(session.id, None)
+            passage = await self._record_decision(session, at)
+        except Exception:
+            log.exception("lane %s: passage %s could not be decided or saved; the barrier stays "
+                          "shut and an officer must handle the truck", self.lane.id, session.id)
+            self.feed.update_lane(self.lane.id, outcome="refer", reasons=("SAVE_FAILED",))
+            return
+        decision = passage.decision
+        assert decision is not None
+        await self._send(session, decision.outcome.value, [r.value for r in decision.reasons])
+
+    async def _worth_waiting(self, session: PassageSession, at: datetime) -> bool:
+        """A refer only for reads still missing, before the deadline: wait for them.
+
+        The rear camera sees the container doors and the reader the seals some seconds after
+        the tractor plate; referring a cleared truck because its container was not in view
+        yet would send it to an officer for nothing. The matcher is pure, so asking it early
+        costs a fraction of a millisecond and records nothing.
+        """
+        if at - session.opened_at >= self.cfg.passages.deadline:
+            return False
+        decision = await self.store.decide(session.reads(at), self.lane)
+        if decision.outcome == Outcome.OPEN or not set(decision.reasons) <= LATE_READS:
+            return False
+        self._held_back[session.id] = _read_count(session)
+        return True
+
+    async def _record_decision(self, session: PassageSession, at: datetime) -> Passage:
+        reads = session.reads(at)
+        decision = await self.store.decide(reads, self.lane)
+        crops = self._crops.get(session.id, [])
+        passage = Passage(id=session.id, lane=self.lane.id, started_at=session.opened_at,
+                          reads=reads, decision=decision,
+                          evidence=tuple(self.evidence.entries(crops)))
+        await self.store.save(passage)
+        self.decided += 1
+        self._notify_outbox()
+        self.feed.publish_passage(passage)
+        if self.metrics is not None:
+            elapsed = (time.monotonic() - self._present_mono
+                       if self._present_mono is not None else None)
+            self.metrics.observe_decision(self.lane.id, decision.outcome.value,
+                                          [r.value for r in decision.reasons], elapsed)
+        log.info("lane %s: passage %s %s %s", self.lane.id, session.id,
+                 decision.outcome.value.upper(),
+                 ", ".join(r.value for r in decision.reasons) or "(all checks passed)")
+        if decision.outcome == Outcome.HOLD:
+            self._alarm("HOLD", f"truck held at lane {self.lane.id}",
+                        {"passage_id": session.id,
+                         "reasons": [r.value for r in decision.reasons]}, severity="critical")
+        return passage
+
+    async def _send(self, session: PassageSession, action: str, reasons: list[str]) -> None:
+        event_id = session.controller_event
+        if self.link is None or event_id is None:
+            return
+        try:
+            reply = await self.link.decide(action, event_id, session.id, reasons)
+        except ControllerUnavailable as exc:
+            reply = {"ok": False, "error": "controller_unavailable", "message": str(exc)}
+        self._events.setdefault(session.id, []).append(
+            {"event": "decision_sent", "action": action, "ok": bool(reply.get("ok")),
+             "error": reply.get("error"), "at": utcnow().isoformat()})
+        if not reply.get("ok"):
+            log.warning("lane %s: gate-controller refused %s for passage %s: %s (%s); the "
+                        "barrier stays shut", self.lane.id, action, session.id,
+                        reply.get("error"), reply.get("message"))
+
+    async def _finish(self, session: PassageSession, now: datetime) -> None:
+        """The truck left: record the ending; a truck that left undecided is still recorded."""
+        try:
+            if session.decided_at is None:
+                session.decided_at = now
+                await self._record_decision(session, now)
+                self._events.setdefault(session.id, []).append(
+                    {"event": "left_before_decision", "at": now.isoformat()})
+            crops = self._crops.pop(session.id, [])
+            await self.store.close_passage(
+                session.id, ended_at=now, barrier_events=self._events.pop(session.id, []),
+                evidence=self.evidence.entries(crops), reads=session.reads(now))
+            self.evidence.forget(crops)
+        except Exception:
+            log.exception("lane %s: ending of passage %s not recorded", self.lane.id, session.id)
+
+    # -- commands ------------------------------------------------------------------------------
+    async def officer(self, command: OfficerCommand) -> CommandResult:
+        """An officer's console decision: open moves the arm; keep_closed leaves it shut."""
+        if command.action == "keep_closed":
+            return CommandResult(True, "the barrier stays closed; direct the truck out of the lane")
+        if self.link is None:
+            return CommandResult(False, f"lane {self.lane.id} has no relay board configured")
+        try:
+            reply = await self.link.officer("open", command.user,
+                                            f"{command.reason_code}: {command.note}".strip(": "),
+                                            command.passage_id)
+        except ControllerUnavailable as exc:
+            return CommandResult(False, str(exc))
+        if reply.get("ok"):
+            if self.assembler.current is not None and self.assembler.current.decided_at is None:
+                self.assembler.decided(self.assembler.current, utcnow())
+            return CommandResult(True, f"barrier {reply.get('state', 'open')}")
+        return CommandResult(False, f"{reply.get('error')}: {reply.get('message')}")
+
+    async def central(self, command: LaneCommand) -> None:
+        """A verified, signed lane command from the centre."""
+        if self.link is None:
+            log.warning("central command %s for lane %s ignored: no relay board", command.command,
+                        self.lane.id)
+            return
+        who = f"central:{command.kid}"
+        reason = command.reason or f"central command {command.nonce}"
+        try:
+            if command.command == "open":
+                reply = await self.link.officer("open", who, reason, command.passage_id)
+            elif command.command == "mode":
+                reply = await self.link.officer("auto" if command.mode == "auto" else "manual",
+                                                who, reason)
+            elif self.event_id is not None and self.assembler.current is not None:
+                reply = await self.link.decide("hold", self.event_id,
+                                               self.assembler.current.id, ["CENTRAL_HOLD"])
+            else:
+                reply = {"ok": False, "error": "no_vehicle", "message": "no truck to hold"}
+        except ControllerUnavailable as exc:
+            reply = {"ok": False, "error": "controller_unavailable", "message": str(exc)}
+        log.log(logging.INFO if reply.get("ok") else logging.WARNING,
+                "lane %s: central %s (%s): %s", self.lane.id, command.command, command.nonce,
+                "done" if reply.get("ok") else f"{reply.get('error')}: {reply.get('message')}")
+
+    def _alarm(self, code: str, message: str, detail: dict[str, Any],
+               severity: str = "warning") -> None:
+        async def raise_it() -> None:
+            try:
+                if await self.store.alarm(code, message, severity=severity,
+                                          detail={"lane": self.lane.id, **detail}):
+                    self._notify_outbox()
+            except Exception:
+                log.exception("lane %s: alarm %s not recorded", self.lane.id, code)
+        task = asyncio.get_running_loop().create_task(raise_it())
+        self._decisions.add(task)
+        task.add_done_callback(self._decisions.discard)
+
+
+def _read_count(session: PassageSession) -> int:
+    return (len(session.tractor) + len(session.trailer) + len(session.containers)
+            + sum(seal.count for seal in session.seals))
+
+
+def _compact(ev: dict[str, Any]) -> dict[str, Any]:
+    keep = ("event", "ts", "state", "by", "direction", "passed", "reason", "code", "detail",
+            "second_event_id")
+    return {k: ev[k] for k in keep if k in ev}

@@ -1,0 +1,200 @@
+"""A whole simulated lane for daemon tests: every part real, on its real wire protocol.
+
+Mosquitto (the ``broker`` fixture), the central simulator, a relay board on a pty driven by a
+``gate-controller`` process, an HTTP MJPEG camera, an e-seal reader on a pty, and
+``gate-edge run`` as a process reading all of it from one YAML file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gate_controller.client import ControllerClient
+from simulators.camera.server import CameraServer, truck_from_json
+from simulators.central.broker import Mosquitto, free_port, wait_port
+from simulators.relay_board import BoardModel, RelayBoardServer
+from simulators.seals.devices import ESealReaderSimulator
+from tests.edge.sync import support
+
+REPO = Path(__file__).resolve().parents[3]
+
+# Declaration 105123456781 of config/demo/manifests.jsonl: what the lane's truck carries.
+DECLARATION = {
+    "declaration_no": "105123456781", "version": 2, "channel": "green", "status": "released",
+    "tractor_plate": "29C-738.04", "trailer_plate": "29R-045.67",
+    "containers": ["TGHU7654320"],
+    "seals": [{"seal_id": "ES00012345", "type": "e-seal", "container": "TGHU7654320"}],
+    "trader": {"tax_code": "0109876543", "name": "Cong ty CP Logistics Ha Noi", "aeo": False},
+    "valid_from": "2026-01-01T00:00:00+07:00", "valid_until": "2030-12-31T23:59:59+07:00",
+}
+TRUCK = {"tractor_plate": "29C73804", "trailer_plate": "29R04567",
+         "containers": ["TGHU7654320"], "duration_s": 12}
+
+
+def write_config(tmp: Path, *, mqtt_port: int, camera_url: str, seal_port: str,
+                 relay_port: str, console_port: int, keys: support.Keys) -> Path:
+    """One lane, every device; fast timings so a test truck takes seconds."""
+    text = f"""
+site: {{code: {support.SITE}, name: "Huu Nghi", country: VN, neighbour: CN}}
+lanes:
+  - id: in-1
+    name: "Import lane 1"
+    direction: inbound
+    relay_board: board1
+    cameras: [cam-front, cam-rear]
+    seal_readers: [eseal-1]
+cameras:
+  - {{name: cam-front, type: http-mjpeg, url: "{camera_url}/front.mjpg", role: tractor,
+     max_fps: 5, idle_fps: 5}}
+  - {{name: cam-rear, type: http-mjpeg, url: "{camera_url}/rear.mjpg", role: container,
+     max_fps: 5, idle_fps: 5}}
+seal_readers:
+  - {{name: eseal-1, type: eseal, port: "{seal_port}"}}
+relay_boards:
+  - name: board1
+    lane: in-1
+    port: "{relay_port}"
+    baudrate: 115200
+    timeout_s: 0.3
+    inter_frame_gap_ms: 1
+    ipc_socket: "{tmp}/controller-{{name}}.sock"
+    timing: {{clear_settle_s: 0.5, heartbeat_timeout_s: 1.5, poll_interval_s: 0.02,
+              arm_travel_timeout_s: 3}}
+plate_reader: {{threads: 1}}
+passages: {{deadline: 8s, trailer_wait: 6s}}
+mqtt:
+  brokers: [{{host: 127.0.0.1, port: {mqtt_port}, tls: false}}]
+  central_keys: [{{id: {support.CENTRAL_KID}, public_key: "{keys.central_pub}"}}]
+  site_key: {{id: {support.SITE_KID}, private_key_file: {keys.site_key}}}
+  backoff_min: 0.1s
+  backoff_max: 1s
+  alarm_interval: 0s
+storage: {{dir: {tmp / "var"}}}
+policy: {{max_cache_age: 1d}}
+console: {{enabled: true, host: 127.0.0.1, port: {console_port}}}
+"""
+    path = tmp / "gate-edge.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Gate:
+    """The processes and simulators of one lane; ``close`` stops everything it started."""
+
+    def __init__(self, tmp: Path, broker: Mosquitto, keys: support.Keys) -> None:
+        self.tmp = tmp
+        self.broker = broker
+        self.keys = keys
+        self._stack = contextlib.ExitStack()
+        self.board = self._stack.enter_context(
+            RelayBoardServer(BoardModel(travel_time_s=0.4), link=tmp / "relay1", seed=1))
+        self.seal = self._stack.enter_context(ESealReaderSimulator(tmp / "eseal1"))
+        self.camera = CameraServer("127.0.0.1", 0, size=(1280, 720), fps=5.0)
+        self.camera.start()
+        self._stack.callback(self.camera.stop)
+        self.central = support.central_sim([broker.port], keys).start()
+        self._stack.callback(self.central.stop)
+        self.console_port = free_port()
+        self.config = write_config(tmp, mqtt_port=broker.port, camera_url=self.camera.url,
+                                   seal_port=self.seal.port.path, relay_port=self.board.port,
+                                   console_port=self.console_port, keys=keys)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "GATE_EDGE_LOG": "INFO"}
+        log = (self.tmp / f"{name}.log").open("ab")
+        proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        return proc
+
+    def start_controller(self) -> None:
+        self.spawn("gate-controller", "gate_controller", "run", "-c", str(self.config),
+                   "-b", "board1")
+        deadline = time.monotonic() + 20
+        sock = self.tmp / "controller-board1.sock"
+        while not sock.exists():
+            assert time.monotonic() < deadline, self.log("gate-controller")
+            time.sleep(0.05)
+
+    def start_edge(self) -> None:
+        self.spawn("gate-edge", "edge", "run", "-c", str(self.config))
+        wait_port(self.console_port, timeout=60)
+
+    def publish_declarations(self, *docs: dict[str, Any]) -> None:
+        self.central.publish_manifests(support.SITE, list(docs))
+
+    def controller(self) -> ControllerClient:
+        return self._stack.enter_context(ControllerClient(self.tmp / "controller-board1.sock"))
+
+    def drive(self, truck: dict[str, Any], *, seal: str | None, seal_status: str = "I",
+              lead_s: float = 2.5, **vehicle: Any) -> int:
+        """A truck arrives: on camera first, seals read as it rolls in, then on the loop."""
+        self.camera.sim.add(truck_from_json(truck))
+        time.sleep(lead_s)
+        if seal is not None:
+            self.seal.read(seal, seal_status)
+        return self.board.add_vehicle(**{"start_distance_m": 3.0, "speed_mps": 2.0,
+                                         "stops": [[-1.0, 1.0]], **vehicle})
+
+    def passages(self) -> list[dict[str, Any]]:
+        return [m for m in self.central.messages(support.SITE, "passage")]
+
+    def wait_passages(self, count: int, timeout: float = 40) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.passages()
+            if len(got) >= count:
+                return got
+            self.check_alive()
+            time.sleep(0.2)
+        raise AssertionError(f"central got {len(self.passages())} passages, expected {count}\n"
+                             + self.log("gate-edge")[-4000:])
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            assert proc.poll() is None, f"{name} exited {proc.returncode}:\n{self.log(name)}"
+
+    def log(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop_edge(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        proc = self.procs.pop("gate-edge")
+        proc.send_signal(sig)
+        return proc.wait(timeout)
+
+    def close(self) -> None:
+        for proc in reversed(list(self.procs.values())):   # gate-edge before its controller
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        self._stack.close()
+
+
+def gate(tmp: Path, broker: Mosquitto, keys: support.Keys) -> Iterator[Gate]:
+    g = Gate(tmp, broker, keys)
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+def decision(msg: dict[str, Any]) -> dict[str, Any]:
+    """The decision inside a passage message the central simulator received."""
+    body = msg.get("body", msg)
+    doc = body.get("payload", body)
+    return dict(json.loads(doc) if isinstance(doc, str) else doc)["decision"]
