@@ -126,7 +126,7 @@ class MqttLink:
         self._state_listeners: list[Callable[[bool], None]] = []
         self.io_lock = threading.RLock()
         self._sub_lock = threading.Lock()
-        self._pending_subs: set[int] = set()
+        self._pending_subs: dict[int, str] = {}   # SUBSCRIBE packet id -> topic filter
         self.connected = threading.Event()
         self._session_over = threading.Event()
         self._connack = threading.Event()
@@ -294,7 +294,7 @@ class MqttLink:
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                     log.error("subscribe %s failed to send: %s", topic, mqtt.error_string(rc))
                 else:
-                    self._pending_subs.add(mid)
+                    self._pending_subs[mid] = topic
             ready = not self._pending_subs
         if self.settings.birth:
             topic, payload = self.settings.birth()
@@ -332,14 +332,25 @@ class MqttLink:
 
     def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                           reason_codes: list[ReasonCode], properties: Properties | None) -> None:
-        for rc in reason_codes:
-            if rc.is_failure:
-                log.error("broker refused a subscription: %s (%#04x)", rc, rc.value)
         with self._sub_lock:
             if mid not in self._pending_subs:
                 return
-            self._pending_subs.discard(mid)
+            topic = self._pending_subs.pop(mid)
             ready = not self._pending_subs
+        refused = [rc for rc in reason_codes if rc.is_failure]
+        if refused:
+            # Connected but deaf to (part of) what the centre sends, e.g. an ACL that lacks this
+            # site's topics: never "ready". The session ends and the supervisor backs off and
+            # tries the next broker, as after a refused CONNACK; passages stay in the outbox.
+            broker = self.broker
+            where = f"{broker.host}:{broker.port}" if broker else "?"
+            rc = refused[0]
+            self.state = LinkState.REFUSED
+            self.last_error = (f"{where}: subscription to {topic} refused: {rc} ({rc.value:#04x}); "
+                               "check the broker's ACL for this client")
+            log.log(logging.DEBUG if self._quiet else logging.ERROR, "%s", self.last_error)
+            self._connack.set()
+            return
         if ready and self.state is LinkState.CONNECTED:
             self._ready()
 
