@@ -112,7 +112,7 @@ class DownPipeline:
         self._thread = threading.Thread(target=self._run, name="downlink-writer", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
         """Finish the message being written; drop the rest unacknowledged (the broker keeps them)."""
         with self._cond:
             self._stopping = True

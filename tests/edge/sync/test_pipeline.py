@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,15 +20,19 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.config import GateEdgeConfig
 from edge.store.cache import ManifestCache
 from edge.store.records import Records
 from edge.sync.downlink import Downlink, Handled
+from edge.sync.journal import SyncJournal
 from edge.sync.link import AckToken, Broker, LinkSettings, MqttLink
 from edge.sync.pipeline import DownPipeline
+from edge.sync.service import SyncService
 from edge.sync.signing import KeyRing, sign_bytes
 from edge.sync.topics import Topics
 from simulators.central import data
 from simulators.central.broker import Mosquitto
+from simulators.central.central import CentralSim
 from tests.edge.sync import support
 
 SITE = "HUUNGHI"
@@ -74,7 +79,6 @@ def stores(tmp_path: Path) -> Iterator[tuple[ManifestCache, Records]]:
 
 
 def _downlink(cache: ManifestCache, records: Records, resyncs: list[str]) -> Downlink:
-    from edge.sync.journal import SyncJournal
     return Downlink(topics=TOPICS, keys=KeyRing({"c": KEY.public_key()}), cache=cache,
                     journal=SyncJournal(records, TOPICS, alarm_interval_s=0), lanes={"in-1"},
                     request_resync=resyncs.append)
@@ -219,3 +223,45 @@ def _drop_connection(link: MqttLink) -> None:
     sock = link._client.socket()   # the test reaches in: there is no public "break the network"
     assert isinstance(sock, socket.socket)
     sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.mqtt
+def test_batches_received_but_not_applied_at_shutdown_come_again(
+        config: GateEdgeConfig, central: CentralSim) -> None:
+    """Manual PUBACK through the whole service: what was received but not yet committed when
+    the service stopped is still the broker's; the next start applies it, once, in order."""
+    svc = SyncService(config)
+    svc.start()
+    try:
+        assert svc.link is not None and svc.link.wait_connected(10)
+        assert svc.downlink is not None and svc.pipeline is not None
+        apply = svc.downlink.apply
+
+        def slow_apply(topic: str, size: int, prepared: Any) -> Handled:
+            time.sleep(0.3)      # a slow disk: batches pile up behind the one being written
+            return apply(topic, size, prepared)
+
+        svc.downlink.apply = slow_apply  # type: ignore[method-assign]
+        for i in range(5):
+            central.publish_manifests(SITE, data.generate(BIG, seed=i, start=i * 1000))
+        pipeline = svc.pipeline
+        assert support.wait_until(lambda: pipeline.depth >= 4, 10), pipeline.depth
+    finally:
+        svc.stop()
+    cache = ManifestCache.open(config.storage.cache_path, readonly=True)
+    try:
+        applied = int(cache.meta().get("seq", "0"))
+        assert applied < 5 and cache.count() == applied * BIG
+        again = SyncService(config)
+        again.start()
+        try:
+            assert support.wait_until(lambda: cache.meta().get("seq") == "5", 30), cache.meta()
+            assert cache.count() == 5 * BIG
+            assert again.pipeline is not None and again.pipeline.prepared_in_worker >= 5 - applied
+            assert again.downlink is not None and again.downlink.counts["rejected:REPLAYED"] == 0
+            assert central.wait_for(SITE, 5, 10, kind="ack")   # before stopping: acks go via the outbox
+            assert [a["body"]["seq"] for a in central.messages(SITE, "ack")] == [1, 2, 3, 4, 5]
+        finally:
+            again.stop()
+    finally:
+        cache.close()
