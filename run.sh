@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 VENV="${GATE_EDGE_VENV:-$ROOT/.venv}"
-APT_PACKAGES=(mosquitto chromium fonts-dejavu-core fonts-noto-cjk)
+APT_PACKAGES=(mosquitto chromium fonts-dejavu-core fonts-noto-cjk udev)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -25,7 +25,7 @@ def resolve_config_path(path: Path | None) -> Path:
     return Path(env) if env else DEFAULT_CONFIG
 
 
-def load_or_exit(path: Path | None) -> GateEdgeConfig:
+def load_or_exit(path: Path | None, *, code: int = 1) -> GateEdgeConfig:
     """Load the config, or print every problem and exit 1 (no traceback for a config typo)."""
     chosen = resolve_config_path(path)
     try:
@@ -33,7 +33,7 @@ def load_or_exit(path: Path | None) -> GateEdgeConfig:
     except ConfigError as exc:
         typer.echo(exc.render(), err=True)
         typer.echo(f"\nrun 'gate-edge validate-config {chosen}' after fixing", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(code) from None
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

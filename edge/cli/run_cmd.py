@@ -8,7 +8,12 @@ from pathlib import Path
 import typer
 
 from edge.cli.common import CONFIG_OPTION, fail, load_or_exit, resolve_config_path
+from edge.config import GateEdgeConfig
 from edge.logging_setup import configure_logging
+from edge.metrics import GateMetrics
+
+# sysexits.h EX_CONFIG: gate-edge.service does not restart on it (a typo needs a person).
+EX_CONFIG = 78
 
 
 def run(
@@ -23,12 +28,13 @@ def run(
     gate-controller links, seal readers, cameras) and stops them in reverse on SIGTERM or
     Ctrl-C, after the passage in progress is decided and recorded. Logs at INFO unless
     --log-level (before 'run') says otherwise. Check a config first with
-    'gate-edge validate-config FILE'. Barriers stay safe without this process: each
-    gate-controller refuses new openings once heartbeats stop.
+    'gate-edge validate-config FILE' (exit status 78 for a config error). Barriers stay
+    safe without this process: each gate-controller refuses new openings once heartbeats
+    stop.
     """
     if not (ctx.obj or {}).get("log_level_set"):
         configure_logging("INFO")
-    cfg = load_or_exit(config)
+    cfg = load_or_exit(config, code=EX_CONFIG)
     from edge.daemon.app import GateEdgeDaemon, StartupError
 
     daemon = GateEdgeDaemon(cfg, metrics=_metrics(cfg))
@@ -42,11 +48,5 @@ def run(
         pass
 
 
-def _metrics(cfg: object) -> object | None:
-    try:
-        from edge.metrics import GateMetrics  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    site = getattr(getattr(cfg, "site", None), "code", "")
-    lanes = [lane.id for lane in getattr(cfg, "lanes", [])]
-    return GateMetrics(site, lanes)
+def _metrics(cfg: GateEdgeConfig) -> GateMetrics:
+    return GateMetrics(cfg.site.code, [lane.id for lane in cfg.lanes])

@@ -6,17 +6,25 @@ or from a systemd credential (``LoadCredential=`` puts it under ``$CREDENTIALS_D
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edge.config.types import Duration, Section
 
 log = logging.getLogger(__name__)
+
+
+#: Who may scrape /metrics by default: this host and the private ranges a checkpoint LAN uses
+#: (RFC 1918, IPv6 unique-local), where the site's Prometheus runs; never the internet.
+DEFAULT_METRICS_ALLOW = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12",
+                         "192.168.0.0/16", "fc00::/7")
 
 
 class ConsoleConfig(Section):
@@ -55,6 +63,57 @@ class ConsoleConfig(Section):
         timedelta(seconds=1),
         description="how often the console looks for passages other processes wrote to "
                     "records.db (stand-alone console, demo)")
+    metrics_enabled: bool = Field(
+        True, description="serve Prometheus metrics at GET /metrics (no login: scrapers have no "
+                          "browser session; access is limited by metrics_allow instead)")
+    metrics_allow: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_METRICS_ALLOW),
+        description="client networks (CIDR, or single addresses) allowed to scrape /metrics; "
+                    "others get 403. Default: loopback and private ranges (10/8, 172.16/12, "
+                    "192.168/16, fc00::/7). An empty list refuses everyone")
+
+    metrics_token_env: str = Field(
+        "GATE_EDGE_METRICS_TOKEN",
+        description="environment variable holding a bearer token scrapers must send "
+                    "(Authorization: Bearer ...; Prometheus: authorization.credentials_file); "
+                    "when neither it nor the credential is set, metrics_allow alone decides")
+    metrics_token_credential: str = Field(
+        "metrics-token",
+        description="file name of the scrape token under $CREDENTIALS_DIRECTORY (systemd "
+                    "LoadCredential=)")
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=True)
+            except ValueError as exc:
+                hint = ""
+                with contextlib.suppress(ValueError):
+                    hint = f"; did you mean {ipaddress.ip_network(item, strict=False)}?"
+                raise ValueError(f"{item!r} is not a network ({exc}); write "
+                                 f"e.g. 10.20.0.0/16 or 10.20.0.5{hint}") from None
+        return value
+
+    def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The parsed allow-list of /metrics."""
+        return [ipaddress.ip_network(item) for item in self.metrics_allow]
+
+    def metrics_token(self) -> str | None:
+        """The bearer token /metrics requires, from environment or credential; None: no token."""
+        value = os.environ.get(self.metrics_token_env, "").strip()
+        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not value and cred_dir:
+            path = Path(cred_dir) / self.metrics_token_credential
+            if path.is_file():
+                value = path.read_text(encoding="utf-8").strip()
+        if value and len(value) < 16:
+            raise ValueError(f"metrics token from {self.metrics_token_env} or "
+                             f"{self.metrics_token_credential} is shorter than 16 characters; "
+                             "generate one with: python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))'")
+        return value or None
 
     def session_secret(self) -> str:
         """The key that signs session cookies: environment, then credential, else a random one.

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.console.latency_chart import latency_json
 from edge.console.reasons import REASON_LABELS
 from edge.console.security import (
     check_csrf,
@@ -305,11 +306,18 @@ def audit_verify(request: Request, user: UserDep) -> dict[str, Any]:
     return asdict(_service(request).verify_audit(user))
 
 
-@router.get("/health", summary="Devices, broker, cache age, outbox depth")
+@router.get("/health", summary="Devices, broker, cache age, outbox depth, lane latency")
 def health(request: Request, user: UserDep) -> dict[str, Any]:
-    """What the health page shows."""
+    """What the health page shows.
+
+    ``latency``: per lane, p50/p95/max (seconds) of the most recent loop-trigger to
+    barrier-open-coil times and those times themselves (``recent``: [UTC time, seconds]).
+    """
     require(user, Permission.VIEW_HEALTH)
-    return _service(request).health()
+    service = _service(request)
+    return {**service.health(),
+            "latency": latency_json(request.app.state.metrics,
+                                    [lane.id for lane in service.cfg.lanes])}
 
 
 @router.get("/users", summary="Console accounts (admin)", responses={403: {}})

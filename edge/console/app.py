@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from edge.config import GateEdgeConfig
-from edge.console import api, pages
+from edge.console import api, pages, scrape
 from edge.console.errors import Conflict, FieldErrors, Forbidden, NotFound
 from edge.console.feed import CommandResult, LaneFeed, NoGateController, OfficerCommand, OfficerCommands
 from edge.console.security import (
@@ -37,6 +37,7 @@ from edge.console.security import (
 )
 from edge.console.service import ConsoleService
 from edge.console.templating import templates
+from edge.metrics import GateMetrics
 from edge.store.records import PassageRow
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,16 @@ STATIC_DIR = Path(__file__).parent / "static"
 def create_app(cfg: GateEdgeConfig, *, records_path: Path | None = None,
                cache_path: Path | None = None, evidence_dir: Path | None = None,
                feed: LaneFeed | None = None, commands: OfficerCommands | None = None,
-               watch_records: bool = False, session_secret: str | None = None) -> FastAPI:
+               watch_records: bool = False, session_secret: str | None = None,
+               metrics: GateMetrics | None = None) -> FastAPI:
     """The officer console over the configured stores.
 
     ``feed`` is the daemon's live lane feed (a fresh one if None); ``commands`` forwards officer
     barrier orders to gate-controller (refused with a reason if None). ``watch_records`` polls
     ``records.db`` for passages written by another process (stand-alone console, demo).
+    ``metrics`` is the daemon's GateMetrics, served at ``/metrics`` and charted on the health
+    page; without one the console makes its own and fills the outbox and cache gauges from the
+    files at each scrape (there is no daemon to report them).
     """
     console = cfg.console
     feed = feed or LaneFeed((lane.id, lane.name or lane.id) for lane in cfg.lanes)
@@ -90,6 +95,10 @@ def create_app(cfg: GateEdgeConfig, *, records_path: Path | None = None,
     )
     app.state.service = service
     app.state.feed = feed
+    app.state.metrics = metrics or GateMetrics(cfg.site.code, [lane.id for lane in cfg.lanes])
+    app.state.metrics_networks = console.metrics_networks()
+    app.state.metrics_token = console.metrics_token() if console.metrics_enabled else None
+    app.state.metrics_refresh = None if metrics else _storage_refresher(service, app.state.metrics)
     app.state.throttle = LoginThrottle(console.login_attempts_per_minute)
     app.add_middleware(SessionMiddleware, secret_key=session_secret or console.session_secret(),
                        session_cookie=SESSION_COOKIE,
@@ -98,10 +107,24 @@ def create_app(cfg: GateEdgeConfig, *, records_path: Path | None = None,
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, max_bytes=console.max_body_bytes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(scrape.router)
     app.include_router(api.router)
     app.include_router(pages.router)
     _handlers(app)
     return app
+
+
+def _storage_refresher(service: ConsoleService, metrics: GateMetrics) -> Callable[[], None]:
+    """Stand-alone console: read outbox depth and cache age from the files before a scrape."""
+    def refresh() -> None:
+        try:
+            depth, age = service.storage_figures()
+        except Exception:  # a locked or missing file must not fail the whole scrape
+            log.exception("could not read outbox depth and cache age for /metrics")
+            return
+        metrics.set_outbox_depth(depth)
+        metrics.set_cache_age(age)
+    return refresh
 
 
 def _is_api(request: Request) -> bool:

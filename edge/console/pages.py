@@ -19,6 +19,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from edge.console.errors import FieldErrors, NotFound
 from edge.console.feed import FeedEvent, LaneState
+from edge.console.latency_chart import build_chart
 from edge.console.reasons import REASON_LABELS
 from edge.console.security import (
     CSRF_FIELD,
@@ -336,9 +337,12 @@ def audit_page(request: Request, user: PageUser,
 
 @router.get("/health")
 def health_page(request: Request, user: PageUser) -> HTMLResponse:
-    """Devices, broker, cache age, outbox depth."""
+    """Devices, broker, cache age, outbox depth, and the lane-latency chart."""
     require(user, Permission.VIEW_HEALTH)
-    return render(request, "health.html", user, health=_service(request).health())
+    service = _service(request)
+    chart = build_chart(request.app.state.metrics, [lane.id for lane in service.cfg.lanes],
+                        standalone=request.app.state.metrics_refresh is not None)
+    return render(request, "health.html", user, health=service.health(), chart=chart)
 
 
 @router.get("/api/docs")

@@ -507,6 +507,17 @@ class ConsoleService:
             "live_pages": self.feed.subscriber_count(),
         }
 
+    def storage_figures(self) -> tuple[int, float | None]:
+        """Outbox depth and cache age in seconds (None: never synced), for /metrics.
+
+        The stand-alone console has no daemon to report them, so it reads them from the files
+        at each scrape; two cheap queries, unlike ``health()``.
+        """
+        with self._lock:
+            signed = self.cache.signed_at()
+            depth = outbox.depth(self.records.db)
+        return depth, (utcnow() - signed).total_seconds() if signed else None
+
     def latest_changes(self, since: str) -> list[tuple[PassageRow, str]]:
         """Passages written after ``since`` with their updated_at, oldest first (watcher)."""
         with self._lock:

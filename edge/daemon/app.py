@@ -28,6 +28,8 @@ from edge.daemon.evidence import EvidenceStore
 from edge.daemon.lane import LaneRuntime
 from edge.daemon.store import DaemonStore
 from edge.domain.model import SealRead
+from edge.metrics import GateMetrics
+from edge.service_notify import HealthWatchdog, ServiceNotifier, task_alive
 from edge.sync.downlink import LaneCommand
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class StartupError(RuntimeError):
 class GateEdgeDaemon:
     """The whole checkpoint in one asyncio process (see module docstring)."""
 
-    def __init__(self, cfg: GateEdgeConfig, *, metrics: Any = None) -> None:
+    def __init__(self, cfg: GateEdgeConfig, *, metrics: GateMetrics | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.store = DaemonStore(cfg)
@@ -66,6 +68,8 @@ class GateEdgeDaemon:
         self._stop = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self.started_at = time.monotonic()
+        # Children (camera workers, uvicorn) must not inherit NOTIFY_SOCKET and speak for us.
+        self.notifier = ServiceNotifier(unset_environment=True)
 
     # -- assembly ------------------------------------------------------------------------------
     def build(self) -> None:
@@ -170,9 +174,12 @@ class GateEdgeDaemon:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.request_stop)
         await self.start()
+        self.notifier.ready(f"{len(self.lanes)} lane(s), console {self.console_url()}"
+                            if self.console_server else f"{len(self.lanes)} lane(s)")
         try:
             await self._stop.wait()
             log.info("stop requested: finishing passages in progress")
+            self.notifier.stopping("finishing passages in progress")
             await self.drain()
         finally:
             await self.stop()
@@ -263,11 +270,19 @@ class GateEdgeDaemon:
 
     async def _start_health(self) -> None:
         self._health_task = asyncio.create_task(self._health_loop(), name="health")
+        # The watchdog is fed only while what a restart would cure is healthy (the loop and
+        # its health task); devices and the broker are advisories: a restart cannot fix a
+        # cut cable, and must not turn an outage into a restart loop.
+        guard = HealthWatchdog(
+            self.notifier, {"health loop": task_alive(self._health_task)},
+            advisories={"devices": lambda: "; ".join(self.health_problems()) or None})
+        self._watchdog_task = asyncio.create_task(guard.run(), name="watchdog")
 
     async def _stop_health(self) -> None:
-        self._health_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._health_task
+        for task in (self._watchdog_task, self._health_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _health_loop(self) -> None:
         """Every second: broker state, outbox depth, cache age, camera workers to the feed."""

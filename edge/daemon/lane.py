@@ -103,6 +103,8 @@ class LaneRuntime:
         self._decisions: set[asyncio.Task[None]] = set()
         self._deciding: asyncio.Task[None] | None = None
         self._held_back: dict[str, int] = {}
+        self._resuming: asyncio.Task[None] | None = None
+        self._sent: dict[str, tuple[str, list[str]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.decided = 0
 
@@ -132,7 +134,8 @@ class LaneRuntime:
             try:
                 now = utcnow()
                 session = self.assembler.due(now)
-                if session is not None and self._waiting(session, now):
+                if session is not None and (self._waiting(session, now)
+                                            or self._resuming is not None):
                     continue
                 if session is not None and (self._deciding is None or self._deciding.done()):
                     self._deciding = task = asyncio.create_task(self._decide(session))
@@ -194,7 +197,11 @@ class LaneRuntime:
                                                                      "unknown"),
                                   faults=tuple(a for a in status.get("alarms", []) or []))
             if status.get("state") in ("vehicle_present", "deciding") and status.get("event_id"):
-                self._vehicle_present(str(status["event_id"]), now)
+                # gate-edge (re)started with a truck waiting: decided before the restart?
+                self._vehicle_present(str(status["event_id"]), now, resume=True)
+            elif status.get("passage_id") and status.get("state") in ("open", "passing",
+                                                                       "closing"):
+                self._adopt(str(status["passage_id"]), status.get("event_id"), now)
         elif kind == "vehicle_present":
             self._vehicle_present(str(ev.get("event_id")), now)
         elif kind == "state":
@@ -227,8 +234,21 @@ class LaneRuntime:
             changes["faults"] = ()
         self.feed.update_lane(self.lane.id, **changes)
 
-    def _vehicle_present(self, event_id: str, now: datetime) -> None:
+    def _vehicle_present(self, event_id: str, now: datetime, *, resume: bool = False) -> None:
+        current = self.assembler.current
+        if (current is not None and current.decided_at is not None
+                and current.controller_event == event_id):
+            # The link came back while our truck still waits: send the same decision again
+            # (a fresh token for open), never a second passage for one truck.
+            if resume and self._sent.get(current.id):
+                action, reasons = self._sent[current.id]
+                self._spawn(self._send(current, action, reasons))
+            return
         session = self.assembler.vehicle_present(now, event_id)
+        events = self._events.setdefault(session.id, [])
+        if not any(e.get("event_id") == event_id for e in events):
+            events.append({"event": "vehicle_present", "event_id": event_id,
+                           "at": now.isoformat()})
         if session.controller_event != event_id:
             session.controller_event = event_id   # same truck rolled back onto the loop
         if self.event_id != event_id:
@@ -242,6 +262,51 @@ class LaneRuntime:
                               decided_by=None)
         log.info("lane %s: vehicle present (event %s), passage %s", self.lane.id, event_id,
                  session.id)
+        if resume and session.decided_at is None:
+            self._resuming = task = asyncio.get_running_loop().create_task(
+                self._resume(session, event_id))
+            self._decisions.add(task)
+            task.add_done_callback(self._decisions.discard)
+
+    async def _resume(self, session: PassageSession, event_id: str) -> None:
+        """A decision saved before a restart for this very vehicle is acted on, not redone.
+
+        Deciding again would record a second passage for one truck; the saved decision (with
+        its audit row and outbox message) is the one the centre already has or will get.
+        """
+        try:
+            found = await self.store.open_passage(self.lane.id, event_id)
+            if found is None or session.decided_at is not None:
+                return
+            passage_id, decision = found
+            log.info("lane %s: passage %s was decided (%s) before gate-edge restarted; "
+                     "sending that decision for event %s", self.lane.id, passage_id,
+                     decision.outcome.value, event_id)
+            self._events[passage_id] = self._events.pop(session.id, [])
+            self._crops[passage_id] = self._crops.pop(session.id, [])
+            session.id = passage_id
+            self.assembler.decided(session, utcnow())
+            self.feed.update_lane(self.lane.id, passage_id=passage_id,
+                                  outcome=decision.outcome.value,
+                                  reasons=tuple(r.value for r in decision.reasons))
+            await self._send(session, decision.outcome.value,
+                             [r.value for r in decision.reasons])
+        except Exception:
+            log.exception("lane %s: could not look up an earlier decision; deciding afresh",
+                          self.lane.id)
+        finally:
+            self._resuming = None
+
+    def _adopt(self, passage_id: str, event_id: Any, now: datetime) -> None:
+        """After a restart the barrier is already open for our passage: follow it to the end."""
+        session = self.assembler.vehicle_present(now, str(event_id) if event_id else None)
+        self._events[passage_id] = self._events.pop(session.id, [])
+        session.id = passage_id
+        self.assembler.decided(session, now)
+        self.event_id = str(event_id) if event_id else None
+        self.feed.update_lane(self.lane.id, passage_id=passage_id)
+        log.info("lane %s: barrier already open for passage %s; following it until it clears",
+                 self.lane.id, passage_id)
 
     def _cleared(self, now: datetime) -> None:
         for cam in self.cameras:
@@ -301,6 +366,7 @@ class LaneRuntime:
         crops = self._crops.get(session.id, [])
         passage = Passage(id=session.id, lane=self.lane.id, started_at=session.opened_at,
                           reads=reads, decision=decision,
+                          barrier_events=tuple(self._events.get(session.id, [])),
                           evidence=tuple(self.evidence.entries(crops)))
         await self.store.save(passage)
         self.decided += 1
@@ -321,6 +387,7 @@ class LaneRuntime:
         return passage
 
     async def _send(self, session: PassageSession, action: str, reasons: list[str]) -> None:
+        self._sent = {session.id: (action, reasons)}
         event_id = session.controller_event
         if self.link is None or event_id is None:
             return
@@ -396,6 +463,11 @@ class LaneRuntime:
                 "lane %s: central %s (%s): %s", self.lane.id, command.command, command.nonce,
                 "done" if reply.get("ok") else f"{reply.get('error')}: {reply.get('message')}")
 
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._decisions.add(task)
+        task.add_done_callback(self._decisions.discard)
+
     def _alarm(self, code: str, message: str, detail: dict[str, Any],
                severity: str = "warning") -> None:
         async def raise_it() -> None:
@@ -405,9 +477,7 @@ class LaneRuntime:
                     self._notify_outbox()
             except Exception:
                 log.exception("lane %s: alarm %s not recorded", self.lane.id, code)
-        task = asyncio.get_running_loop().create_task(raise_it())
-        self._decisions.add(task)
-        task.add_done_callback(self._decisions.discard)
+        self._spawn(raise_it())
 
 
 def _read_count(session: PassageSession) -> int:

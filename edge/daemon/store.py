@@ -9,6 +9,7 @@ outbox message) before gate-controller is asked to move anything.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,20 @@ class DaemonStore:
         await self._run(lambda: self.records.close_passage(  # type: ignore[union-attr]
             passage_id, ended_at=ended_at, barrier_events=barrier_events, evidence=evidence,
             reads=reads))
+
+    async def open_passage(self, lane: str, event_id: str) -> tuple[str, Decision] | None:
+        """The decided, not yet ended passage of ``lane`` for the controller's ``event_id``."""
+        return await self._run(self._open_passage, lane, event_id)
+
+    def _open_passage(self, lane: str, event_id: str) -> tuple[str, Decision] | None:
+        assert self.records is not None
+        row = self.records.db.execute(
+            "SELECT id, decision FROM passages WHERE lane = ? AND ended_at IS NULL "
+            "AND decision IS NOT NULL AND instr(barrier_events, ?) > 0 "
+            "ORDER BY started_at DESC LIMIT 1", [lane, json.dumps(event_id)]).fetchone()
+        if row is None:
+            return None
+        return str(row[0]), Decision.model_validate_json(row[1])
 
     async def alarm(self, code: str, message: str, *, severity: str = "warning",
                     detail: Mapping[str, Any] | None = None) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing as mp
+import os
 import queue
 import time
 from datetime import UTC, datetime
@@ -50,9 +51,13 @@ def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
     capture = Capture(cam)
     halt = threading.Event()
 
+    parent = os.getppid()
+
     def watch() -> None:  # mirror the cross-process events into the capture thread
         while not halt.is_set():
-            if stop.is_set():
+            # A gate-edge killed with SIGKILL cannot set `stop`: a new parent pid means
+            # the daemon is gone, and an orphaned worker must not keep a camera busy.
+            if stop.is_set() or os.getppid() != parent:
                 halt.set()
             if occupied.is_set():
                 capture.occupied.set()

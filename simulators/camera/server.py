@@ -5,7 +5,9 @@ Endpoints (one server can stand for a lane's front and rear cameras):
   cameras serve them (OpenCV/FFmpeg read them like a real camera);
 - ``GET /front.jpg``, ``GET /rear.jpg``: one snapshot;
 - ``POST /trucks``: JSON truck ``{"tractor_plate": "51C12345", "trailer_plate": "51R01234",
-  "containers": ["MSKU1234565"], "condition": "rain", "duration_s": 6}`` queued to drive in;
+  "containers": ["MSKU1234565"], "condition": "rain", "duration_s": 6}`` queued to drive in
+  (``approach_s``: seconds to reach the stop line, default ``duration_s / 1.3``; the truck then
+  waits there until ``duration_s`` is over);
 - ``POST /clear``: empty lane; ``GET /state``: the truck on screen (ground truth for the
   scenario runner and tests — gate-edge itself only ever sees the pixels).
 """
@@ -42,6 +44,7 @@ class TruckRun:
     duration_s: float
     started: float = 0.0
     seed: int = 0
+    approach_s: float | None = None   # time to reach the stop line; default duration_s / 1.3
 
 
 def _plate(value: Any, *, trailer: bool = False) -> PlateSpec | None:
@@ -60,7 +63,7 @@ def _plate(value: Any, *, trailer: bool = False) -> PlateSpec | None:
 def truck_from_json(data: dict[str, Any], seed: int = 0) -> TruckRun:
     """Build a run from the JSON a scenario or `POST /trucks` gives; raises ValueError."""
     unknown = set(data) - {"tractor_plate", "trailer_plate", "containers", "condition",
-                           "duration_s", "body_colour"}
+                           "duration_s", "approach_s", "body_colour"}
     if unknown:
         raise ValueError(f"unknown truck keys {sorted(unknown)}")
     condition = data.get("condition", "daylight")
@@ -71,9 +74,12 @@ def truck_from_json(data: dict[str, Any], seed: int = 0) -> TruckRun:
               "trailer_plate": _plate(data.get("trailer_plate"), trailer=True),
               "containers": tuple(str(c) for c in data.get("containers", ())),
               "condition": condition, "body_colour": colour}
+    duration = float(data.get("duration_s", 6.0))
+    approach = float(data["approach_s"]) if data.get("approach_s") is not None else None
+    if duration <= 0 or (approach is not None and not 0 < approach <= duration):
+        raise ValueError("duration_s must be > 0 and approach_s within (0, duration_s]")
     return TruckRun(TruckView(view="front", **common),
-                    TruckView(view="rear", **common),
-                    float(data.get("duration_s", 6.0)), seed=seed)
+                    TruckView(view="rear", **common), duration, seed=seed, approach_s=approach)
 
 
 class CameraSimulator:
@@ -149,7 +155,8 @@ class CameraSimulator:
                 img = render(TruckView(view=view), size=self.size, progress=0.0, seed=1,
                              empty=True).image
             else:
-                progress = min(1.0, (now - cur.started) / cur.duration_s * 1.3)
+                approach = cur.approach_s or cur.duration_s / 1.3
+                progress = min(1.0, (now - cur.started) / approach)
                 truck = cur.truck_front if view == "front" else cur.truck_rear
                 img = render(truck, size=self.size, progress=progress,
                              seed=cur.seed + self.frame_no, crops=self.crops).image

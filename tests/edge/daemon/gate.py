@@ -8,7 +8,6 @@ Mosquitto (the ``broker`` fixture), the central simulator, a relay board on a pt
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -64,13 +63,14 @@ relay_boards:
     lane: in-1
     port: "{relay_port}"
     baudrate: 115200
-    timeout_s: 0.3
+    timeout_s: 1.0
+    retries: 3
     inter_frame_gap_ms: 1
     ipc_socket: "{tmp}/controller-{{name}}.sock"
     timing: {{clear_settle_s: 0.5, heartbeat_timeout_s: 1.5, poll_interval_s: 0.02,
               arm_travel_timeout_s: 3}}
 plate_reader: {{threads: 1}}
-passages: {{deadline: 8s, trailer_wait: 6s}}
+passages: {{deadline: 20s, trailer_wait: 8s}}
 mqtt:
   brokers: [{{host: 127.0.0.1, port: {mqtt_port}, tls: false}}]
   central_keys: [{{id: {support.CENTRAL_KID}, public_key: "{keys.central_pub}"}}]
@@ -80,7 +80,7 @@ mqtt:
   alarm_interval: 0s
 storage: {{dir: {tmp / "var"}}}
 policy: {{max_cache_age: 1d}}
-console: {{enabled: true, host: 127.0.0.1, port: {console_port}}}
+console: {{enabled: true, host: 127.0.0.1, port: {console_port}, secure_cookies: false}}
 """
     path = tmp / "gate-edge.yaml"
     path.write_text(text, encoding="utf-8")
@@ -100,7 +100,7 @@ class Gate:
         self.seal = self._stack.enter_context(ESealReaderSimulator(tmp / "eseal1"))
         self.camera = CameraServer("127.0.0.1", 0, size=(1280, 720), fps=5.0)
         self.camera.start()
-        self._stack.callback(self.camera.stop)
+        self._stack.callback(lambda: self.camera.stop())
         self.central = support.central_sim([broker.port], keys).start()
         self._stack.callback(self.central.stop)
         self.console_port = free_port()
@@ -117,6 +117,12 @@ class Gate:
         self.procs[name] = proc
         return proc
 
+    def add_user(self, name: str, role: str, password: str) -> None:
+        subprocess.run([sys.executable, "-m", "edge", "users", "add", name, "--role", role,
+                        "--password-stdin", "-c", str(self.config)], input=password.encode(),
+                       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+                       capture_output=True)
+
     def start_controller(self) -> None:
         self.spawn("gate-controller", "gate_controller", "run", "-c", str(self.config),
                    "-b", "board1")
@@ -129,6 +135,14 @@ class Gate:
     def start_edge(self) -> None:
         self.spawn("gate-edge", "edge", "run", "-c", str(self.config))
         wait_port(self.console_port, timeout=60)
+
+    def cut_camera(self, seconds: float) -> None:
+        """The camera's network cable out for a while: the stream ends, then comes back."""
+        port = self.camera.httpd.server_address[1]
+        self.camera.stop()
+        time.sleep(seconds)
+        self.camera = CameraServer("127.0.0.1", int(port), size=(1280, 720), fps=5.0)
+        self.camera.start()
 
     def publish_declarations(self, *docs: dict[str, Any]) -> None:
         self.central.publish_manifests(support.SITE, list(docs))
@@ -145,6 +159,11 @@ class Gate:
             self.seal.read(seal, seal_status)
         return self.board.add_vehicle(**{"start_distance_m": 3.0, "speed_mps": 2.0,
                                          "stops": [[-1.0, 1.0]], **vehicle})
+
+    def wait_idle(self, timeout: float = 40) -> None:
+        """The last truck is gone and the arm is down: the lane is ready for the next one."""
+        assert self.board.wait_for(lambda s: not s["vehicles"] and s["arm"] < 0.02,
+                                   timeout=timeout), self.board.snapshot()
 
     def passages(self) -> list[dict[str, Any]]:
         return [m for m in self.central.messages(support.SITE, "passage")]
@@ -195,6 +214,4 @@ def gate(tmp: Path, broker: Mosquitto, keys: support.Keys) -> Iterator[Gate]:
 
 def decision(msg: dict[str, Any]) -> dict[str, Any]:
     """The decision inside a passage message the central simulator received."""
-    body = msg.get("body", msg)
-    doc = body.get("payload", body)
-    return dict(json.loads(doc) if isinstance(doc, str) else doc)["decision"]
+    return dict(msg["body"]["decision"])

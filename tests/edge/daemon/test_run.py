@@ -69,3 +69,32 @@ def test_sigterm_stops_cleanly_and_leaves_the_lane_to_the_controller(lane: Gate)
             time.sleep(0.1)
         assert client.status()["link_alive"] is False
     assert lane.board.snapshot()["open_rises"] == 0
+
+
+def test_officer_releases_a_referred_truck_from_the_console(lane: Gate) -> None:
+    """The console's release goes through the daemon to gate-controller and the arm rises."""
+    import httpx
+
+    lane.add_user("nguyen.van.a", "officer", "correct horse battery")
+    lane.start_controller()
+    lane.start_edge()
+    lane.publish_declarations(DECLARATION)
+    time.sleep(2)
+    lane.drive({**TRUCK, "tractor_plate": "51C67890"}, seal="ES00012345",
+               turn_back_after_s=60.0)
+    [msg] = lane.wait_passages(1)
+    passage_id = msg["body"]["passage_id"]
+    assert decision(msg)["outcome"] == "refer"
+    base = f"http://127.0.0.1:{lane.console_port}/api/v1"
+    with httpx.Client(base_url=base, timeout=10) as http:
+        login = http.post("/session", json={"username": "nguyen.van.a",
+                                            "password": "correct horse battery"})
+        assert login.status_code == 200, login.text
+        csrf = login.json()["csrf_token"]
+        answer = http.post(f"/referrals/{passage_id}/release",
+                           json={"reason_code": "DOCUMENTS_CHECKED", "note": "papers fine"},
+                           headers={"X-CSRF-Token": csrf})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["barrier_command"]["accepted"] is True, answer.json()
+    assert lane.board.wait_for(lambda s: s["passed"], timeout=30), lane.board.snapshot()
+    assert lane.board.snapshot()["open_rises"] == 1

@@ -1,0 +1,74 @@
+"""``gate-edge run`` reports what a real truck did on ``/metrics``, as Prometheus scrapes it.
+
+The whole simulated lane of ``gate.py`` (Mosquitto, central simulator, relay board under a
+gate-controller process, MJPEG camera, e-seal reader on a pty): a cleared truck drives
+through, then the test scrapes the daemon's console port like Prometheus does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from simulators.central.broker import Mosquitto
+from tests.edge.daemon.gate import DECLARATION, TRUCK, Gate, decision, gate
+from tests.edge.sync import support
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def lane(tmp_path: Path, broker: Mosquitto, keys: support.Keys) -> Iterator[Gate]:
+    yield from gate(tmp_path, broker, keys)
+
+
+def scrape(lane: Gate) -> dict[str, list[Sample]]:
+    r = httpx.get(f"http://127.0.0.1:{lane.console_port}/metrics", timeout=10)
+    assert r.status_code == 200, r.text
+    assert "set-cookie" not in r.headers
+    return {f.name: list(f.samples) for f in text_string_to_metric_families(r.text)}
+
+
+def value(samples: list[Sample], name: str, **labels: str) -> float:
+    found = [s.value for s in samples if s.name == name and s.labels == labels]
+    assert len(found) == 1, f"{name}{labels}: {len(found)} samples in {samples}"
+    return found[0]
+
+
+def test_a_cleared_truck_shows_on_metrics(lane: Gate) -> None:
+    lane.start_controller()
+    lane.start_edge()
+    before = scrape(lane)
+    assert value(before["gate_edge_decisions"], "gate_edge_decisions_total", lane="in-1",
+                 outcome="open") == 0
+    lane.publish_declarations(DECLARATION)
+    time.sleep(2)
+    lane.drive(TRUCK, seal="ES00012345")
+    [msg] = lane.wait_passages(1)
+    assert decision(msg)["outcome"] == "open", lane.log("gate-edge")[-3000:]
+    assert lane.board.wait_for(lambda s: s["passed"], timeout=30), (
+        lane.board.snapshot(), lane.log("gate-controller")[-2000:], lane.log("gate-edge")[-3000:])
+    fams = scrape(lane)
+    assert value(fams["gate_edge_decisions"], "gate_edge_decisions_total", lane="in-1",
+                 outcome="open") == 1
+    latency = fams["gate_edge_lane_decision_latency_seconds"]
+    assert value(latency, "gate_edge_lane_decision_latency_seconds_count", lane="in-1") == 1
+    seconds = value(latency, "gate_edge_lane_decision_latency_seconds_sum", lane="in-1")
+    assert 0 < seconds < 30  # loop trigger to the open coil of this one truck
+    t2d = fams["gate_edge_trigger_to_decision_seconds"]
+    assert value(t2d, "gate_edge_trigger_to_decision_seconds_count", lane="in-1") == 1
+    reads = {(s.labels["kind"], s.labels["device"]): s.value for s in fams["gate_edge_reads"]
+             if s.name == "gate_edge_reads_total"}
+    assert reads.get(("plate", "cam-front"), 0) >= 1, reads
+    assert reads.get(("seal", "eseal-1"), 0) >= 1, reads
+    assert value(fams["gate_edge_broker_connected"], "gate_edge_broker_connected") == 1
+    age = value(fams["gate_edge_cache_age_seconds"], "gate_edge_cache_age_seconds")
+    assert 0 <= age < 120  # the signed batch published a moment ago
+    up = {s.labels["device"]: s.value for s in fams["gate_edge_device_up"]}
+    assert up.get("board1") == 1, up
