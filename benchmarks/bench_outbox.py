@@ -171,7 +171,8 @@ def bench_apply(workdir: Path, total: int, batch: int = 1000, workers: int = 1,
           f"{rate:,.0f} manifests/s (verify + validate + upsert + ack; {workers} worker "
           f"process(es), {pipeline.prepared_in_worker} batches prepared there)")
     print(f"  CPU: writer process {writer_cpu:.2f} s, worker(s) {worker_cpu:.2f} s = "
-          f"{applied / cpu:,.0f} manifests per CPU-second (the rate one free core would give)")
+          f"{applied / cpu:,.0f} manifests per CPU-second (the rate one free core would give); "
+          f"with a core each: at most {applied / max(writer_cpu, worker_cpu / max(1, workers)):,.0f}/s")
     return {"apply_manifests_per_s": round(rate, 1), "apply_manifests_per_cpu_s": round(applied / cpu, 1),
             "apply_workers": workers}
 
