@@ -115,6 +115,10 @@ class MqttConfig(Section):
         20, ge=1, le=65535,
         description="QoS 1 messages in flight; keep at or below the broker's receive maximum "
                     "(Mosquitto: max_inflight_messages, default 20)")
+    apply_workers: int = Field(
+        1, ge=0, le=4,
+        description="worker processes that verify and validate large manifest batches while "
+                    "the previous batch is written to the cache (0: all in the sync thread)")
     publish_window: int = Field(
         1000, ge=1, description="outbox rows handed to the client before their PUBACKs return")
     max_clock_skew: Duration = Field(

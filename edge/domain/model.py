@@ -24,7 +24,7 @@ from ulid import ULID
 
 from edge.domain import iso6346
 from edge.domain.declarations import is_declaration_no, is_transit_mrn, normalize_reference
-from edge.domain.plates import PLATE_SEPARATORS, is_normalized_plate, normalize_plate
+from edge.domain.plates import PLATE_SEPARATORS, is_plain_plate, normalize_plate
 
 
 def utcnow() -> datetime:
@@ -156,8 +156,9 @@ class Manifest(_Model):
     @field_validator("tractor_plate", "trailer_plate", mode="before")
     @classmethod
     def _plate(cls, value: object) -> object:
-        if isinstance(value, str) and is_normalized_plate(value):
-            return value  # the usual form from the centre: nothing to check character by character
+        if isinstance(value, str) and is_plain_plate(value):
+            # the usual forms ("51C12345", "51C-123.45"): nothing to check character by character
+            return normalize_plate(value)
         if isinstance(value, str):
             odd = sorted({ch for ch in value if not (ch.isalnum() or ch in PLATE_SEPARATORS)})
             if odd:

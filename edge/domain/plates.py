@@ -40,6 +40,10 @@ _SEPARATORS = "-. "
 PLATE_SEPARATORS = " -.·/"
 """Characters that may separate groups on a written plate; everything else must be a letter or digit."""
 _CLEAN = re.compile(r"^[A-Z0-9\u4e00-\u9fff]+\Z")  # NFKC leaves these unchanged
+# The written form ("51C-123.45", "29C 888.88"): the same characters plus separators, none of
+# which NFKC or upper() changes, so normalizing is just dropping the separators.
+_WRITTEN = re.compile(r"^[A-Z0-9\u4e00-\u9fff][A-Z0-9\u4e00-\u9fff \-.·/]*\Z")
+_DROP_SEPARATORS = str.maketrans("", "", PLATE_SEPARATORS)
 
 
 def normalize_plate(text: str) -> str:
@@ -49,6 +53,8 @@ def normalize_plate(text: str) -> str:
     """
     if _CLEAN.match(text):
         return text  # already normalized: the common case on the hot path
+    if _WRITTEN.match(text):
+        return text.translate(_DROP_SEPARATORS)  # as the centre writes it: "51C-123.45"
     text = unicodedata.normalize("NFKC", text).replace("Đ", "D").replace("đ", "D").upper()
     return "".join(ch for ch in text if ch.isalnum())
 
@@ -56,6 +62,14 @@ def normalize_plate(text: str) -> str:
 def is_normalized_plate(text: str) -> bool:
     """Already in normalized form (uppercase ASCII letters, digits, CJK), nothing to strip."""
     return _CLEAN.match(text) is not None
+
+
+def is_plain_plate(text: str) -> bool:
+    """Normalized, or written with separators only: nothing to check character by character.
+
+    Such text starts with a letter or digit, so its normalized form is never empty.
+    """
+    return _CLEAN.match(text) is not None or _WRITTEN.match(text) is not None
 
 
 def fold_confusables(text: str) -> str:

@@ -260,13 +260,17 @@ class ManifestCache:
         with self.db.atomic():
             return self.write_rows(batch)
 
-    def replace_all(self, manifests: Iterable[Manifest], meta: dict[str, str] | None = None) -> int:
-        """Swap the whole cache for a snapshot, atomically: readers see old or new, never half."""
+    def replace_all(self, manifests: Iterable[Manifest | ManifestRows],
+                    meta: dict[str, str] | None = None) -> int:
+        """Swap the whole cache for a snapshot, atomically: readers see old or new, never half.
+
+        Takes manifests or rows already flattened by :func:`manifest_rows` (in a worker process).
+        """
         count = 0
         with self.db.atomic():
             for table in ("manifest_plates", "manifest_containers", "manifest_seals", "manifests"):
                 self.db.execute(f"DELETE FROM {table}")
-            batch: list[Manifest] = []
+            batch: list[Manifest | ManifestRows] = []
             for manifest in manifests:
                 batch.append(manifest)
                 if len(batch) >= 5000:
@@ -278,8 +282,9 @@ class ManifestCache:
                 self._set_meta(key, value)
         return count
 
-    def _upsert(self, manifests: Sequence[Manifest]) -> UpsertResult:
-        return self.write_rows([manifest_rows(m) for m in manifests])
+    def _upsert(self, manifests: Sequence[Manifest | ManifestRows]) -> UpsertResult:
+        return self.write_rows([m if isinstance(m, ManifestRows) else manifest_rows(m)
+                                for m in manifests])
 
     def write_rows(self, batch: Sequence[ManifestRows]) -> UpsertResult:
         """Upsert pre-flattened manifests (see :func:`manifest_rows`); caller owns the transaction.

@@ -1,7 +1,8 @@
 """What comes down from the centre: signed batches, snapshots and lane commands.
 
 Every message passes the same gate before it touches anything: size, topic, JSON, signature,
-site, type, clock. Only then does the stream logic run:
+site, type, body validation (``prepare.py``: no state needed, so a worker process may do it),
+then the clock. Only then does the stream logic run, one message at a time in arrival order:
 
 * Manifest and hotlist batches carry a per-stream ``seq``. The next one (last + 1) is applied
   together with its new ``seq`` in ONE cache transaction, so a crash can never leave data
@@ -22,7 +23,6 @@ freshness of the cache, raised as an alarm (rate-limited per reason by the journ
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -30,13 +30,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from pydantic import TypeAdapter, ValidationError
-
-from edge.domain.model import HotlistEntry, HotlistKind, Manifest, normalize_hotlist_value, utcnow
-from edge.store.cache import ManifestCache, UpsertResult
+from edge.domain.model import HotlistEntry, utcnow
+from edge.store.cache import ManifestCache, ManifestRows, UpsertResult
 from edge.store.db import from_iso, iso
 from edge.sync.journal import SyncJournal, immediate
-from edge.sync.signing import KeyRing, SignatureError
+from edge.sync.prepare import Prepared, Preparer, Rejected, time_of
+from edge.sync.signing import KeyRing
 from edge.sync.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -70,22 +69,12 @@ class LaneCommand:
     reason: str | None = None
 
 
-class Rejected(Exception):
-    """A message that must not be applied; ``code`` is the machine-readable reason."""
-
-    def __init__(self, code: str, message: str, *, alarm: bool = True) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.alarm = alarm
-
-
 @dataclass
 class _Staged:
     snapshot_id: str
     parts: int
     head: dict[str, Any]
-    manifests: dict[int, list[Manifest]] = field(default_factory=dict)
+    manifests: dict[int, list[ManifestRows]] = field(default_factory=dict)
     hotlist: dict[int, list[HotlistEntry]] = field(default_factory=dict)
 
 
@@ -99,7 +88,7 @@ class DownlinkLimits:
 
 
 class Downlink:
-    """Verifies and applies down messages; called from the MQTT thread, one message at a time."""
+    """Verifies and applies down messages, one at a time (one thread: the MQTT or the pipeline's)."""
 
     STREAMS: ClassVar[dict[str, tuple[str, str]]] = {
         "manifests": ("seq", "version"), "hotlist": ("hotlist_seq", "hotlist_version")}
@@ -120,77 +109,52 @@ class Downlink:
         self.clock = clock
         self.counts: Counter[str] = Counter()
         self._staged: _Staged | None = None
+        self.preparer = Preparer(topics, keys, self.limits.max_payload_bytes)
 
     # -- entry -----------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes) -> Handled:
-        """Process one message; never raises for bad input (it is rejected and reported)."""
+        """Process one message start to end; never raises for bad input (it is rejected and reported)."""
         try:
-            result = self._handle(topic, payload)
+            prepared: Prepared | Rejected = self.preparer.prepare(topic, payload)
+        except Rejected as rej:
+            prepared = rej
+        return self.apply(topic, len(payload), prepared)
+
+    def apply(self, topic: str, size: int, prepared: Prepared | Rejected) -> Handled:
+        """Second half of :meth:`handle`: the stateful checks and the write, in arrival order.
+
+        ``prepared`` is what :meth:`Preparer.prepare` returned or raised for the message,
+        possibly in a worker process (``pipeline.py``).
+        """
+        try:
+            if isinstance(prepared, Rejected):
+                raise prepared
+            result = self._apply(prepared)
         except Rejected as rej:
             log.warning("rejected message on %s: %s: %s", topic, rej.code, rej.message)
             if rej.alarm:
                 self.journal.alarm(f"SYNC_{rej.code}", f"{topic}: {rej.message}",
-                                   detail={"topic": topic, "bytes": len(payload)})
+                                   detail={"topic": topic, "bytes": size})
             self.counts[f"rejected:{rej.code}"] += 1   # last: counts mean "fully handled"
             return Handled("rejected", rej.code, rej.message)
         self.counts[result.status] += 1
         return result
 
-    def _handle(self, topic: str, payload: bytes) -> Handled:
-        if len(payload) > self.limits.max_payload_bytes:
-            raise Rejected("PAYLOAD_TOO_LARGE",
-                           f"{len(payload)} bytes > limit {self.limits.max_payload_bytes}")
-        kind, lane = self._kind_of(topic)
-        try:
-            doc = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise Rejected("MALFORMED_JSON", f"not JSON: {exc}") from None
-        except RecursionError:   # "[[[[..." a few KB long exhausts the parser's stack
-            raise Rejected("MALFORMED_JSON", "JSON nested too deeply") from None
-        if not isinstance(doc, dict):
-            raise Rejected("MALFORMED_JSON", f"expected a JSON object, got {type(doc).__name__}")
-        try:
-            kid = self.keys.verify(doc)
-        except SignatureError as exc:
-            raise Rejected(exc.code, str(exc)) from None
-        if doc.get("site") != self.topics.site:
-            raise Rejected("WRONG_SITE", f"signed for site {doc.get('site')!r}, this is "
-                                         f"{self.topics.site!r}")
-        if doc.get("type") != kind:
-            raise Rejected("WRONG_TYPE", f"a {doc.get('type')!r} message on the {kind} topic")
-        if kind == "command":
-            return self._command(doc, lane or "", kid)
-        signed_at = self._time(doc, "signed_at")
+    def _apply(self, prepared: Prepared) -> Handled:
+        if prepared.kind == "command":
+            return self._command(prepared.doc, prepared.lane or "", prepared.kid)
+        assert prepared.signed_at is not None
+        signed_at = prepared.signed_at
         if signed_at - self.clock() > self.limits.max_clock_skew:
             raise Rejected("SIGNED_IN_FUTURE", f"signed_at {iso(signed_at)} is in the future "
                                                "(clock skew beyond max_clock_skew)")
-        if kind == "snapshot":
-            return self._snapshot(doc, kid, signed_at)
-        return self._batch(kind, doc, kid, signed_at)
-
-    def _kind_of(self, topic: str) -> tuple[str, str | None]:
-        t = self.topics
-        if topic == t.manifests:
-            return "manifests", None
-        if topic == t.hotlist:
-            return "hotlist", None
-        if topic == t.snapshot:
-            return "snapshot", None
-        lane = t.lane_of_command(topic)
-        if lane is not None:
-            return "command", lane
-        raise Rejected("WRONG_TOPIC", "not a topic of this checkpoint", alarm=False)
+        if prepared.kind == "snapshot":
+            return self._snapshot(prepared)
+        return self._batch(prepared)
 
     @staticmethod
     def _time(doc: dict[str, Any], key: str) -> datetime:
-        value = doc.get(key)
-        try:
-            ts = from_iso(value) if isinstance(value, str) else None
-        except ValueError:
-            ts = None
-        if ts is None or ts.tzinfo is None:
-            raise Rejected("INVALID_BATCH", f"'{key}' must be an ISO 8601 time with offset")
-        return ts
+        return time_of(doc, key)
 
     @staticmethod
     def _int(doc: dict[str, Any], key: str, low: int = 0) -> int:
@@ -200,7 +164,10 @@ class Downlink:
         return value
 
     # -- batches ---------------------------------------------------------------------------
-    def _batch(self, kind: str, doc: dict[str, Any], kid: str, signed_at: datetime) -> Handled:
+    def _batch(self, prepared: Prepared) -> Handled:
+        kind, doc, kid = prepared.kind, prepared.doc, prepared.kid
+        assert prepared.signed_at is not None
+        signed_at = prepared.signed_at
         seq_key, version_key = self.STREAMS[kind]
         seq = self._int(doc, "seq", 1)
         version = self._int(doc, "version", 0)
@@ -224,24 +191,21 @@ class Downlink:
                                                                 "got": seq})
             self.request_resync(message)
             return Handled("gap", "SEQ_GAP", message)
-        items = doc.get("items")
-        if not isinstance(items, list):
-            raise Rejected("INVALID_BATCH", "'items' must be a list")
+        if prepared.body_error is not None:
+            raise prepared.body_error
         meta_update = {seq_key: str(seq), f"{seq_key}_digest": digest, version_key: str(version),
                        "source": f"mqtt:{kid}"}
         current_signed = meta.get("signed_at")
         if current_signed is None or from_iso(current_signed) < signed_at:
             meta_update["signed_at"] = iso(signed_at)
         if kind == "manifests":
-            manifests = self._manifests(items)
             with immediate(self.cache.db):
-                upsert = self.cache.upsert_manifests(manifests)
+                upsert = self.cache.write_rows(prepared.manifests)
                 self.cache.set_meta(**meta_update)
             result: dict[str, Any] = {"inserted": upsert.inserted, "replaced": upsert.replaced,
                                       "stale": upsert.stale}
         else:
-            entries = self._hotlist(items)
-            removed = self._removals(doc.get("removed", []))
+            entries, removed = prepared.hotlist, prepared.removed
             with immediate(self.cache.db):
                 self.cache.upsert_hotlist(entries, self.clock())
                 gone = sum(self.cache.remove_hotlist(k, v) for k, v in removed)
@@ -251,29 +215,11 @@ class Downlink:
         log.info("applied %s batch seq %d version %d (%s)", kind, seq, version, result)
         return Handled("applied")
 
-    @staticmethod
-    def _manifests(items: list[Any]) -> list[Manifest]:
-        return _validate(_MANIFESTS, items, "item")
-
-    @staticmethod
-    def _hotlist(items: list[Any]) -> list[HotlistEntry]:
-        return _validate(_HOTLIST, items, "hotlist item")
-
-    @staticmethod
-    def _removals(items: Any) -> list[tuple[HotlistKind, str]]:
-        if not isinstance(items, list):
-            raise Rejected("INVALID_BATCH", "'removed' must be a list")
-        out = []
-        for item in items:
-            try:
-                kind = HotlistKind(item["kind"])
-                out.append((kind, normalize_hotlist_value(kind, str(item["value"]))))
-            except (KeyError, TypeError, ValueError):
-                raise Rejected("INVALID_BATCH", f"bad hotlist removal {item!r}") from None
-        return out
-
     # -- snapshots -------------------------------------------------------------------------
-    def _snapshot(self, doc: dict[str, Any], kid: str, signed_at: datetime) -> Handled:
+    def _snapshot(self, prepared: Prepared) -> Handled:
+        doc, kid = prepared.doc, prepared.kid
+        assert prepared.signed_at is not None
+        signed_at = prepared.signed_at
         seq = self._int(doc, "seq", 0)
         hotlist_seq = self._int(doc, "hotlist_seq", 0)
         part = self._int(doc, "part", 1)
@@ -292,8 +238,8 @@ class Downlink:
             # every entry added since (the manifest seq alone does not show its age).
             raise Rejected("OUT_OF_ORDER", f"snapshot at hotlist_seq {hotlist_seq} is older than "
                                            f"the cached hotlist (hotlist_seq {have_hotlist})")
-        manifests = self._manifests(_list(doc, "manifests"))
-        hotlist = self._hotlist(_list(doc, "hotlist"))
+        if prepared.body_error is not None:
+            raise prepared.body_error
         head = {"seq": seq, "hotlist_seq": hotlist_seq, "version": self._int(doc, "version", 0),
                 "hotlist_version": self._int(doc, "hotlist_version", 0), "parts": parts,
                 "signed_at": iso(signed_at), "kid": kid}
@@ -304,8 +250,8 @@ class Downlink:
                 k: v for k, v in head.items() if k != "signed_at"}:
             self._staged = None
             raise Rejected("INVALID_BATCH", f"snapshot {snapshot_id} parts disagree on seq/version")
-        staged.manifests[part] = manifests
-        staged.hotlist[part] = hotlist
+        staged.manifests[part] = prepared.manifests
+        staged.hotlist[part] = prepared.hotlist
         if len(staged.manifests) < staged.parts:
             return Handled("staged", "", f"snapshot {snapshot_id} part {part}/{parts}")
         self._staged = None
@@ -373,28 +319,6 @@ class Downlink:
         if self.on_command is not None:
             self.on_command(cmd)
         return Handled("command", str(command))
-
-
-# One adapter for the whole list: about 20% faster than validating item by item.
-_MANIFESTS = TypeAdapter(list[Manifest])
-_HOTLIST = TypeAdapter(list[HotlistEntry])
-
-
-def _validate(adapter: TypeAdapter[list[Any]], items: list[Any], what: str) -> list[Any]:
-    try:
-        return adapter.validate_python(items)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        index, *rest = first["loc"] or ("?",)
-        where = ".".join(str(p) for p in rest)
-        raise Rejected("INVALID_BATCH", f"{what} {index}: {where}: {first['msg']}") from None
-
-
-def _list(doc: dict[str, Any], key: str) -> list[Any]:
-    value = doc.get(key, [])
-    if not isinstance(value, list):
-        raise Rejected("INVALID_BATCH", f"'{key}' must be a list")
-    return value
 
 
 def _opt_str(value: object) -> str | None:

@@ -78,7 +78,22 @@ class LinkSettings:
     will: tuple[str, bytes] | None = None
     birth: Callable[[], tuple[str, bytes]] | None = None
     clean_start: bool = False
+    # Manual acknowledgement: the application sends each PUBACK (``ack``) once it has committed
+    # the message, so a crash before that makes the broker deliver it again.
+    manual_ack: bool = False
+    # MQTT 5 Receive Maximum: the broker sends at most this many unacknowledged QoS 1 messages
+    # (bounds what waits in memory while the application is still applying earlier ones).
+    receive_maximum: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AckToken:
+    """What ``ack`` needs to acknowledge one received message on the connection it came on."""
+
+    mid: int
+    qos: int
+    connection: int
 
 
 class LinkState(Enum):
@@ -111,7 +126,7 @@ class MqttLink:
         self._state_listeners: list[Callable[[bool], None]] = []
         self.io_lock = threading.RLock()
         self._sub_lock = threading.Lock()
-        self._pending_subs: set[int] = set()
+        self._pending_subs: dict[int, str] = {}   # SUBSCRIBE packet id -> topic filter
         self.connected = threading.Event()
         self._session_over = threading.Event()
         self._connack = threading.Event()
@@ -120,6 +135,7 @@ class MqttLink:
         self.state = LinkState.STOPPED
         self.broker: Broker | None = None
         self.connects = 0
+        self._connection = 0   # network connections attempted; acks are only valid on their own
         self.last_error = ""
         self._quiet = False
         self._client = self._make_client()
@@ -128,7 +144,8 @@ class MqttLink:
     def _make_client(self) -> mqtt.Client:
         s = self.settings
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
-                             protocol=mqtt.MQTTv5, reconnect_on_failure=False)
+                             protocol=mqtt.MQTTv5, reconnect_on_failure=False,
+                             manual_ack=s.manual_ack)
         client.max_inflight_messages_set(s.max_inflight)
         client.max_queued_messages_set(0)
         client.connect_timeout = s.connect_timeout_s
@@ -227,9 +244,12 @@ class MqttLink:
         self._session_over.clear()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = s.session_expiry_s
+        if s.receive_maximum is not None:
+            props.ReceiveMaximum = s.receive_maximum
         level = logging.DEBUG if quiet else logging.WARNING
         try:
             with self.io_lock:
+                self._connection += 1
                 self._client.connect(broker.host, broker.port, keepalive=s.keepalive_s,
                                      clean_start=s.clean_start, properties=props)
                 self._client.loop_start()
@@ -274,7 +294,7 @@ class MqttLink:
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                     log.error("subscribe %s failed to send: %s", topic, mqtt.error_string(rc))
                 else:
-                    self._pending_subs.add(mid)
+                    self._pending_subs[mid] = topic
             ready = not self._pending_subs
         if self.settings.birth:
             topic, payload = self.settings.birth()
@@ -312,14 +332,25 @@ class MqttLink:
 
     def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                           reason_codes: list[ReasonCode], properties: Properties | None) -> None:
-        for rc in reason_codes:
-            if rc.is_failure:
-                log.error("broker refused a subscription: %s (%#04x)", rc, rc.value)
         with self._sub_lock:
             if mid not in self._pending_subs:
                 return
-            self._pending_subs.discard(mid)
+            topic = self._pending_subs.pop(mid)
             ready = not self._pending_subs
+        refused = [rc for rc in reason_codes if rc.is_failure]
+        if refused:
+            # Connected but deaf to (part of) what the centre sends, e.g. an ACL that lacks this
+            # site's topics: never "ready". The session ends and the supervisor backs off and
+            # tries the next broker, as after a refused CONNACK; passages stay in the outbox.
+            broker = self.broker
+            where = f"{broker.host}:{broker.port}" if broker else "?"
+            rc = refused[0]
+            self.state = LinkState.REFUSED
+            self.last_error = (f"{where}: subscription to {topic} refused: {rc} ({rc.value:#04x}); "
+                               "check the broker's ACL for this client")
+            log.log(logging.DEBUG if self._quiet else logging.ERROR, "%s", self.last_error)
+            self._connack.set()
+            return
         if ready and self.state is LinkState.CONNECTED:
             self._ready()
 
@@ -336,6 +367,32 @@ class MqttLink:
             self._on_message(message.topic, bytes(message.payload), message)
         except Exception:  # a handler bug must not kill paho's thread (and the link with it)
             log.exception("handler failed on a message from %s", message.topic)
+
+    # -- acknowledging (manual_ack) --------------------------------------------------------
+    def ack_token(self, message: mqtt.MQTTMessage) -> AckToken | None:
+        """Call in ``on_message``: what to pass to :meth:`ack` later (None: nothing to ack)."""
+        if not self.settings.manual_ack or message.qos == 0:
+            return None
+        return AckToken(message.mid, message.qos, self._connection)
+
+    def ack(self, token: AckToken | None) -> bool:
+        """Send the PUBACK for a message once it is committed (thread-safe).
+
+        Only on the connection the message came on: after a reconnect the broker redelivers
+        every unacknowledged message and may reuse a packet id that was acknowledged since, so
+        a late PUBACK for the old connection could acknowledge a *different*, not yet applied
+        message (MQTT 5 §4.3.2, §4.4). The redelivered copy is acknowledged in its turn (the
+        downlink recognises it as a QoS 1 duplicate). Returns whether a PUBACK was queued.
+        """
+        if token is None:
+            return False
+        with self.io_lock:
+            if token.connection != self._connection:
+                log.debug("message %d came on an earlier connection; the broker redelivers it",
+                          token.mid)
+                return False
+            rc = self._client.ack(token.mid, token.qos)
+        return rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     # -- publishing ------------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,

@@ -26,9 +26,10 @@ from edge.domain.model import utcnow
 from edge.store.cache import ManifestCache
 from edge.store.db import iso
 from edge.store.records import Records
-from edge.sync.downlink import Downlink, DownlinkLimits, LaneCommand
+from edge.sync.downlink import Downlink, DownlinkLimits, Handled, LaneCommand
 from edge.sync.journal import SyncJournal
-from edge.sync.link import Broker, LinkSettings, MqttLink, TlsFiles
+from edge.sync.link import AckToken, Broker, LinkSettings, MqttLink, TlsFiles
+from edge.sync.pipeline import DownPipeline
 from edge.sync.publisher import OutboxPublisher
 from edge.sync.signing import KeyRing, load_private_key, sign_bytes
 from edge.sync.topics import Topics
@@ -36,11 +37,15 @@ from edge.sync.topics import Topics
 log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[LaneCommand], Any]
+# Down messages received but not yet applied and acknowledged, at most (MQTT 5 Receive Maximum):
+# enough to keep the pipeline full, few enough that a burst of 4 MB batches stays in bounds.
+RECEIVE_MAXIMUM = 16
 
 
 def link_settings(mqtt: MqttConfig, site: str, *, subscriptions: list[tuple[str, int]],
                   will: tuple[str, bytes] | None = None,
-                  birth: Callable[[], tuple[str, bytes]] | None = None) -> LinkSettings:
+                  birth: Callable[[], tuple[str, bytes]] | None = None,
+                  manual_ack: bool = False) -> LinkSettings:
     """Translate the YAML section into the link's settings (secrets read from their files)."""
     password = None
     if mqtt.password_file is not None:
@@ -59,7 +64,8 @@ def link_settings(mqtt: MqttConfig, site: str, *, subscriptions: list[tuple[str,
                      credential_path(tls.key_file) if tls.key_file else None,
                      tls.insecure_skip_hostname_check),
         username=mqtt.username, password=password, subscriptions=subscriptions,
-        will=will, birth=birth)
+        will=will, birth=birth, manual_ack=manual_ack,
+        receive_maximum=RECEIVE_MAXIMUM if manual_ack else None)
 
 
 @dataclass
@@ -100,6 +106,7 @@ class SyncService:
         self.records: Records | None = None
         self.link: MqttLink | None = None
         self.downlink: Downlink | None = None
+        self.pipeline: DownPipeline | None = None
         self.publisher: OutboxPublisher | None = None
         self._resync_lock = threading.Lock()
         self._resync: tuple[str, str, float] | None = None   # (request id, reason, sent monotonic)
@@ -123,6 +130,7 @@ class SyncService:
             limits=DownlinkLimits(self.mqtt.max_payload_bytes, self.mqtt.max_clock_skew,
                                   self.mqtt.max_command_ttl),
             request_resync=self.request_resync, on_command=self._deliver_command)
+        self.pipeline = DownPipeline(self.downlink, self._handled, workers=self.mqtt.apply_workers)
         meta = self.cache.meta()
         if meta.get("resync_pending"):
             self._resync = (meta["resync_pending"], "pending before restart", 0.0)
@@ -137,7 +145,8 @@ class SyncService:
             self.mqtt, self.cfg.site.code,
             subscriptions=[(t, 1) for t in self.topics.down_subscriptions()],
             will=(self.topics.status, self._status("offline", "connection lost")),
-            birth=lambda: (self.topics.status, self._status("online", "connected"))),
+            birth=lambda: (self.topics.status, self._status("online", "connected")),
+            manual_ack=True),
             on_message=self._on_message)
         self.link.add_state_listener(self._on_link_state)
         if self.site_key is not None:
@@ -147,18 +156,21 @@ class SyncService:
             self.publisher.start()
         else:
             log.error("mqtt.site_key is not configured: passages stay in the outbox, unsent")
+        self.pipeline.start()
         self.link.start()
         self._tick_stop.clear()
         self._tick = threading.Thread(target=self._housekeeping, name="sync-housekeeping", daemon=True)
         self._tick.start()
 
     def stop(self) -> None:
-        """Reverse of start: tick, publisher, link (with a retained 'offline'), stores."""
+        """Reverse of start: tick, publisher, pipeline, link (with a retained 'offline'), stores."""
         self._tick_stop.set()
         if self._tick is not None:
             self._tick.join(5)
         if self.publisher is not None:
             self.publisher.stop()
+        if self.pipeline is not None:
+            self.pipeline.stop()   # before the link, so the PUBACK of the last applied batch goes
         if self.link is not None:
             self.link.stop(final=(self.topics.status, self._status("offline", "shutdown")))
         if self.records is not None:
@@ -193,11 +205,16 @@ class SyncService:
 
     # -- callbacks -------------------------------------------------------------------------
     def _on_message(self, topic: str, payload: bytes, message: Any) -> None:
-        assert self.downlink is not None
-        result = self.downlink.handle(topic, payload)
+        assert self.pipeline is not None and self.link is not None
+        self.pipeline.submit(topic, payload, self.link.ack_token(message))
+
+    def _handled(self, result: Handled, token: AckToken | None) -> None:
+        """After a message is applied or rejected (pipeline's writer thread): PUBACK it."""
         if result.status == "applied" and result.code == "SNAPSHOT":
             with self._resync_lock:
                 self._resync = None
+        if self.link is not None:
+            self.link.ack(token)
         if self.publisher is not None:
             self.publisher.notify()   # an ack or alarm may have been queued
 
@@ -224,7 +241,7 @@ class SyncService:
                 return   # one outstanding request is enough; the housekeeping tick repeats it
             request_id = str(ULID())
             self._resync = (request_id, reason, 0.0)
-        # Runs on paho's thread, the only user of the cache connection: the housekeeping thread
+        # Runs on the pipeline's writer, the only user of the cache connection: the housekeeping thread
         # reuses the positions read here instead of touching the connection itself.
         self._resync_have = _have(self.cache.meta())
         self.cache.set_meta(resync_pending=request_id)

@@ -53,6 +53,9 @@ class SignatureError(ValueError):
 _STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _SUSPECT_NUMBER = re.compile(r"[0-9](?:[eE]|\.0(?![0-9])|[0-9]{15})")
 _NON_BMP = re.compile(r"[\U00010000-\U0010FFFF]")
+# The member sign_bytes appends: an Ed25519 signature is 64 bytes, 88 in base64.
+_SIG_TAIL = re.compile(rb',"sig":"([A-Za-z0-9+/]{86}==)"\}[ \t\r\n]*\Z')
+_SIG_TAIL_MAX = 200
 
 
 def canonical(obj: Any) -> bytes:
@@ -106,6 +109,12 @@ class KeyRing:
             ring.add(kid, load_public_key(text))
         return ring
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Key objects do not pickle; their 32 raw bytes do (worker processes verify too).
+        raw = {kid: key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+               for kid, key in self._keys.items()}
+        return _ring_from_raw, (raw,)
+
     def add(self, kid: str, key: Ed25519PublicKey) -> None:
         """Trust one more key."""
         self._keys[kid] = key
@@ -119,6 +128,41 @@ class KeyRing:
     def kids(self) -> list[str]:
         """Known key ids (for error messages)."""
         return sorted(self._keys)
+
+    def loads_verified(self, payload: bytes) -> tuple[dict[str, Any], str] | None:
+        """Parse and verify a message as :func:`sign_bytes` wrote it, without re-serializing.
+
+        :func:`sign_bytes` appends ``"sig"`` as the last member of the canonical bytes, so the
+        signed bytes are the payload up to that member, closed with ``}``. If the key verifies
+        the signature over exactly those bytes, they are bytes the signer produced, i.e. the
+        canonical form of the object they parse to, and the result is what :meth:`verify`
+        would say after ``json.loads`` and re-canonicalizing the whole message -- without
+        encoding 400 kB of manifests again (~8 ms of a 1,000-manifest batch). Returns
+        ``(doc, kid)``, or None when the message is in any other form or does not verify
+        this way (re-serialized by a bridge, tampered, malformed): the caller then takes the
+        general path, which parses, canonicalizes and reports the precise reason.
+        """
+        match = _SIG_TAIL.search(payload, max(0, len(payload) - _SIG_TAIL_MAX))
+        if match is None:
+            return None
+        signed = payload[:match.start()] + b"}"
+        try:
+            doc = json.loads(signed)
+            signature = base64.b64decode(match.group(1), validate=True)
+        except (ValueError, binascii.Error, RecursionError):   # decode errors included
+            return None
+        if not isinstance(doc, dict) or SIG in doc:
+            return None
+        kid = doc.get(KID)
+        if not isinstance(kid, str) or kid not in self._keys:
+            return None
+        key = self._keys[kid]
+        try:
+            key.verify(signature, signed)
+        except InvalidSignature:
+            return None
+        doc[SIG] = match.group(1).decode("ascii")
+        return doc, kid
 
     def verify(self, doc: Mapping[str, Any]) -> str:
         """Check ``doc``'s signature; return the key id that signed it or raise SignatureError."""
@@ -144,6 +188,10 @@ class KeyRing:
         except (TypeError, ValueError) as exc:  # not representable in RFC 8785 (e.g. NaN)
             raise SignatureError("BAD_SIGNATURE", f"cannot canonicalize message: {exc}") from None
         return kid
+
+
+def _ring_from_raw(raw: Mapping[str, bytes]) -> KeyRing:
+    return KeyRing({kid: Ed25519PublicKey.from_public_bytes(key) for kid, key in raw.items()})
 
 
 def load_public_key(text: str) -> Ed25519PublicKey:

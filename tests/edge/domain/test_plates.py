@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from edge.domain.model import Manifest
 from edge.domain.plates import (
     CN_PLATE,
     VN_COMMERCIAL,
@@ -16,6 +20,7 @@ from edge.domain.plates import (
     fold_confusables,
     folded_match_allowed,
     grammar_from_spec,
+    is_plain_plate,
     normalize_plate,
     rank_candidates,
 )
@@ -165,3 +170,29 @@ cn_plates = st.builds(
 def test_cn_round_trip(plate: str) -> None:
     assert classify(plate, GRAMMARS) is CN_PLATE
     assert normalize_plate(f" {plate[0]}{plate[1]}·{plate[2:]} ") == plate
+
+
+def _normalize_the_long_way(text: str) -> str:
+    """normalize_plate without its fast paths (the definition they must agree with)."""
+    text = unicodedata.normalize("NFKC", text).replace("Đ", "D").replace("đ", "D").upper()
+    return "".join(ch for ch in text if ch.isalnum())
+
+
+@given(st.text(alphabet="0123456789ABCDEFGHKLMNPRSTUVXYZabcđĐ皖京 -.·/_", max_size=14))
+def test_normalize_fast_paths_agree_with_the_definition(text: str) -> None:
+    assert normalize_plate(text) == _normalize_the_long_way(text)
+
+
+@given(st.text(alphabet="0123456789ABCDEFGHKLMNPRSTUVXYZa皖 -.·/_", max_size=14))
+def test_manifest_plate_validator_fast_path_changes_nothing(text: str) -> None:
+    """A plate the fast path lets through is stored exactly as the full check would store it."""
+    if is_plain_plate(text):
+        base = {"declaration_no": "300000000001", "channel": "green", "status": "released",
+                "trader": {"tax_code": "0101234567", "name": "T"},
+                "valid_from": "2026-01-01T00:00:00+07:00", "valid_until": "2027-01-01T00:00:00+07:00"}
+        expected = _normalize_the_long_way(text)
+        try:
+            stored = Manifest.model_validate({**base, "tractor_plate": text}).tractor_plate
+        except ValidationError:
+            stored = None
+        assert stored == (expected if 4 <= len(expected) <= 16 else None)

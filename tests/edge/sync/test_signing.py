@@ -87,3 +87,50 @@ def test_key_files_round_trip(tmp_path: Path) -> None:
         generate_key(made.private_path)
     with pytest.raises(ValueError, match="32 bytes"):
         load_public_key(base64.b64encode(b"short").decode())
+
+
+_SIGNER = Ed25519PrivateKey.generate()
+_RING = KeyRing({"c-1": _SIGNER.public_key()})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(), json_values, max_size=6))
+def test_loads_verified_agrees_with_the_general_path(body: dict[str, object]) -> None:
+    """Wire bytes from sign_bytes: the fast path returns exactly what parse + verify returns."""
+    try:
+        payload = sign_bytes(body, _SIGNER, "c-1")
+    except (ValueError, TypeError, UnicodeEncodeError, rfc8785.CanonicalizationError):
+        return   # not signable (e.g. lone surrogates); the signer refuses, nothing to compare
+    slow = json.loads(payload)
+    try:
+        expected = (slow, _RING.verify(slow))
+    except SignatureError:
+        # e.g. the float 2.0**53 is written "9007199254740992", which parses back as an integer
+        # RFC 8785 refuses: the general path cannot re-canonicalize what the signer signed.
+        # The fast path checks the bytes themselves, so it still vouches for them.
+        assert _RING.loads_verified(payload) == (slow, "c-1")
+        return
+    assert _RING.loads_verified(payload) == expected
+    assert _RING.loads_verified(payload + b"\n") == expected
+
+
+def test_loads_verified_declines_what_it_cannot_vouch_for() -> None:
+    """Anything but untouched sign_bytes output is left to the general path (None), never accepted."""
+    body = {"type": "manifests", "seq": 3, "items": [{"plate": "51C12345"}]}
+    payload = sign_bytes(body, _SIGNER, "c-1")
+    other = Ed25519PrivateKey.generate()
+    doc = json.loads(payload)
+    assert _RING.loads_verified(payload) is not None
+    assert _RING.loads_verified(json.dumps(doc, indent=2).encode()) is None   # re-serialized
+    assert _RING.loads_verified(payload.replace(b"51C12345", b"51C12346")) is None   # tampered
+    assert _RING.loads_verified(sign_bytes(body, other, "c-1")) is None       # wrong key
+    assert _RING.loads_verified(sign_bytes(body, other, "c-9")) is None       # unknown key
+    # signed bytes that hold a "sig" member of their own (sign_bytes never writes them)
+    signed = canonical({**body, "kid": "c-1", "sig": "x"})
+    sig = base64.b64encode(_SIGNER.sign(signed))
+    assert _RING.loads_verified(signed[:-1] + b',"sig":"' + sig + b'"}') is None
+    # a valid tail glued onto unsigned bytes
+    tail = payload[payload.rfind(b',"sig"'):]
+    assert _RING.loads_verified(b'{"kid":"c-1","seq":4' + tail) is None
+    assert _RING.loads_verified(b"\xff\xfe" + payload) is None
+    assert _RING.loads_verified(b"") is None
