@@ -84,11 +84,19 @@ def main() -> None:
                     help="stop sending trucks after this long (a soak: e.g. 30)")
     ap.add_argument("--fault-rate", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--faults", default=",".join(FAULTS),
+                    help=f"comma-separated subset of {','.join(FAULTS)}")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="work in this directory and keep it (logs, records) for a post-mortem")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     faults: Counter[str] = Counter()
+    chosen = tuple(f for f in args.faults.split(",") if f in FAULTS)
+    if not chosen:
+        ap.error(f"--faults: none of {args.faults!r} is one of {FAULTS}")
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
-        workdir = Path(tmp)
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         keys = support.make_keys(workdir)
         with Mosquitto(workdir / "mqtt", persistence=True) as broker:
             gate = Gate(workdir, broker, keys)
@@ -112,7 +120,7 @@ def main() -> None:
                     if broker_down_left and (broker_down_left := broker_down_left - 1) == 0:
                         broker.start()
                     if rng.random() < args.fault_rate:
-                        fault = rng.choice(FAULTS)
+                        fault = rng.choice(chosen)
                         if fault == "broker_down" and broker_down_left:
                             fault = "serial_garbage"
                         faults[fault] += 1

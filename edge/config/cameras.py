@@ -123,6 +123,10 @@ class ReaderConfig(Section):
     vote_frames: int = Field(2, ge=1, le=20,
                              description="agreeing frames that make a read final (DESIGN §10)")
     vote_confidence: float = Field(
-        0.9, ge=0, le=1, description="a single read at or above this confidence is final alone")
+        1.0, ge=0, le=1,
+        description="a single read at or above this confidence is final alone; 1.0 (the "
+                    "default) turns that shortcut off, so every read needs vote_frames "
+                    "agreeing frames: single frames at confidence 1.0 have dropped or added a "
+                    "character of a plate")
     vote_window_s: float = Field(
         4.0, gt=0, le=60, description="reads further apart than this belong to different vehicles")

@@ -99,7 +99,9 @@ class PlateVoter:
                         reverse=True)
         text, support = ranked[0]
         best = max(support, key=lambda o: o.confidence)
-        final = len(support) >= self.frames or best.confidence >= self.confidence
+        # confidence 1.0 means "no single-frame shortcut" (a truncated read can score 1.0 too)
+        alone = self.confidence < 1.0 and best.confidence >= self.confidence
+        final = len(support) >= self.frames or alone
         if not final or cluster.emitted == text:
             return None
         if cluster.emitted is not None:

@@ -81,3 +81,17 @@ def test_voter_says_which_text_is_settled() -> None:
     assert not v.settled("51C12345")
     v.add(obs("51C12345", 0.8, 0.1))
     assert v.settled("51C12345") and not v.settled("51C12346")
+
+
+def test_confidence_one_turns_the_single_frame_shortcut_off() -> None:
+    """The reader config's default: even a 1.0 read needs a second agreeing frame.
+
+    Single frames at confidence 1.0 dropped or added a character of a plate (51C1234 for
+    51C12345, 29R104567 for 29R04567) in the simulated lanes; a second frame agreeing on the
+    same text is what makes a read final.
+    """
+    voter = PlateVoter(frames=2, confidence=1.0)
+    assert voter.add(obs("29R104567", 1.0, 0.0)) is None
+    assert voter.add(obs("29R04567", 1.0, 0.2)) is None
+    final = voter.add(obs("29R04567", 0.98, 0.4))
+    assert final is not None and final.text == "29R04567" and final.frames == 2
