@@ -11,17 +11,15 @@ its answer is audited too. If the command cannot be delivered, the record says s
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import sqlite_utils
 from pydantic import ValidationError
 from ulid import ULID
 
@@ -295,7 +293,7 @@ class ConsoleService:
         command_id = str(ULID())
         detail["command_id"] = command_id
         detail["outcome"] = new.outcome.value
-        with self._lock, _immediate(self.records.db):
+        with self._lock, self.records.db.atomic():
             # Re-read inside a write transaction: another officer (or the daemon adding barrier
             # events) may have changed the passage since it was shown; never overwrite that.
             fresh = self.records.passage(passage_id)
@@ -534,23 +532,6 @@ class ConsoleService:
         with self._lock:
             row = self.records.db.execute("SELECT max(updated_at) FROM passages").fetchone()
         return str(row[0] or "")
-
-
-@contextlib.contextmanager
-def _immediate(db: sqlite_utils.Database) -> Iterator[None]:
-    """A write transaction taken up front (BEGIN IMMEDIATE).
-
-    Read-check-write then cannot race another connection; nested ``db.atomic()`` blocks
-    become savepoints inside it.
-    """
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if db.conn.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _require(user: User, permission: Permission) -> None:

@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Literal
 from edge.domain.model import HotlistEntry, utcnow
 from edge.store.cache import ManifestCache, ManifestRows, UpsertResult
 from edge.store.db import from_iso, iso
-from edge.sync.journal import SyncJournal, immediate
+from edge.sync.journal import SyncJournal
 from edge.sync.prepare import Prepared, Preparer, Rejected, time_of
 from edge.sync.signing import KeyRing
 from edge.sync.topics import Topics
@@ -199,14 +199,14 @@ class Downlink:
         if current_signed is None or from_iso(current_signed) < signed_at:
             meta_update["signed_at"] = iso(signed_at)
         if kind == "manifests":
-            with immediate(self.cache.db):
+            with self.cache.db.atomic():
                 upsert = self.cache.write_rows(prepared.manifests)
                 self.cache.set_meta(**meta_update)
             result: dict[str, Any] = {"inserted": upsert.inserted, "replaced": upsert.replaced,
                                       "stale": upsert.stale}
         else:
             entries, removed = prepared.hotlist, prepared.removed
-            with immediate(self.cache.db):
+            with self.cache.db.atomic():
                 self.cache.upsert_hotlist(entries, self.clock())
                 gone = sum(self.cache.remove_hotlist(k, v) for k, v in removed)
                 self.cache.set_meta(**meta_update)
@@ -265,7 +265,7 @@ class Downlink:
                 "version": str(head["version"]), "hotlist_version": str(head["hotlist_version"]),
                 "signed_at": head["signed_at"], "source": f"mqtt-snapshot:{head['kid']}",
                 "resync_pending": "", "seq_digest": "", "hotlist_seq_digest": ""}
-        with immediate(self.cache.db):
+        with self.cache.db.atomic():
             count = self.cache.replace_all(manifests, meta)
             # The cache module has no "replace hotlist"; the snapshot owns the whole table.
             self.cache.db.execute("DELETE FROM hotlist")

@@ -9,15 +9,13 @@ and survives restarts exactly as long as the audit log does (i.e. for ever).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import sqlite_utils
 from ulid import ULID
 
 from edge.domain.model import utcnow
@@ -29,25 +27,6 @@ from edge.sync.topics import Topics
 log = logging.getLogger(__name__)
 
 ACTOR = "gate-edge/sync"
-
-
-@contextlib.contextmanager
-def immediate(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """A write transaction that takes the write lock up front (``BEGIN IMMEDIATE``).
-
-    A deferred transaction that reads first (the audit chain's last hash, the outbox's
-    idempotency probe) and writes later fails at once with SQLITE_BUSY_SNAPSHOT if another
-    connection (the daemon, the outbox publisher) committed in between; the busy timeout does
-    not help there. Taking the lock first makes it wait its turn instead.
-    """
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.conn.rollback()
-        raise
-    else:
-        db.conn.commit()
 
 
 class SyncJournal:
@@ -80,7 +59,7 @@ class SyncJournal:
         at = at or utcnow()
         body = {"alarm": code, "severity": severity, "message": message, "at": iso(at),
                 "detail": dict(detail or {}), "suppressed_since_last": suppressed}
-        with immediate(self.db):
+        with self.db.atomic():
             audit.append(self.db, at=at, actor=ACTOR, action="alarm.raised", subject=f"alarm:{code}",
                          reason_code=code, detail={"message": message, **dict(detail or {})})
             outbox.enqueue(self.db, topic=self.topics.alarms, kind="alarm", payload=body,
@@ -93,7 +72,7 @@ class SyncJournal:
         at = at or utcnow()
         body = {"ack": stream, "seq": seq, "version": version, "status": "applied",
                 "at": iso(at), "result": dict(result)}
-        with immediate(self.db):
+        with self.db.atomic():
             outbox.enqueue(self.db, topic=self.topics.acks, kind="ack", payload=body,
                            idempotency_key=f"ack:{stream}:{seq}", at=at)
 
@@ -114,7 +93,7 @@ class SyncJournal:
                   "message": message}
         body = {"ack": "command", "nonce": nonce, "lane": lane, "status": status,
                 "reason": reason, "message": message, "at": iso(at)}
-        with immediate(self.db):
+        with self.db.atomic():
             audit.append(self.db, at=at, actor=ACTOR, action=f"command.{status}",
                          subject=f"command:{nonce}", reason_code=reason, detail=detail)
             outbox.enqueue(self.db, topic=self.topics.acks, kind="ack", payload=body,
