@@ -92,6 +92,10 @@ INPUT_FIELDS = ("entry_loop", "exit_loop", "photocell", "arm_up", "arm_down")
 #: Inputs field -> InputMap field (the config names the limit switches explicitly)
 INPUT_MAP_FIELD = {"entry_loop": "entry_loop", "exit_loop": "exit_loop", "photocell": "photocell",
                    "arm_up": "arm_up_limit", "arm_down": "arm_down_limit"}
+#: the function code each driver call expects back (Modbus application protocol v1.1b3 §6)
+EXPECTED_FC = {"read_coils": 1, "read_discrete_inputs": 2, "write_coil": 5, "write_coils": 15}
+#: answers to an earlier request discarded in a row before the call gives up
+STALE_RETRIES = 2
 
 
 def write_order(desired: Outputs, current: Outputs | None) -> list[tuple[str, bool]]:
@@ -134,6 +138,7 @@ class ModbusRelayBoard:
         self.config = config
         self.frames: deque[tuple[float, str, bytes]] = deque(maxlen=16)
         self.errors = 0
+        self.stale = 0
         self._failing = False
         self._lock = bus_lock(config.port)
         self._last_frame_end = 0.0
@@ -195,6 +200,10 @@ class ModbusRelayBoard:
                 self._call("write_coil", getattr(self.config.coils, name), value)
         actual = self.read_outputs()
         if actual != desired:
+            # One more read before calling it a relay fault: a read-back is the one answer on
+            # which the lane faults, so it must not rest on a single frame.
+            actual = self.read_outputs()
+        if actual != desired:
             diff = {
                 f: {"wanted": getattr(desired, f), "read": getattr(actual, f)}
                 for f in COIL_FIELDS
@@ -210,30 +219,27 @@ class ModbusRelayBoard:
     # ------------------------------------------------------------------ internals
     def _call(self, method: str, address: int, value: Any = None, **kw: Any) -> list[bool]:
         with self._lock:
-            wait = self._last_frame_end + self._gap - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            started = time.monotonic()
-            try:
-                if not self._client.connected and not self._client.connect():
-                    raise BoardError(f"cannot open serial port {self.config.port}")
-                fn = getattr(self._client, method)
-                args = (address,) if value is None else (address, value)
-                response = fn(*args, device_id=self.config.slave_id, **kw)
-            except BoardError as exc:
-                self._failed(exc)
-                raise
-            except (ModbusException, OSError, ValueError) as exc:
-                # ValueError: pymodbus' decoder on a frame that passed CRC but is malformed
-                self._client.close()
-                heard = any(d == "rx" and t >= started for t, d, _b in self.frames)
-                why = "answers came back but were invalid (bad CRC or garbage)" if heard \
-                    else "the board did not answer"
-                err = BoardError(f"{method}@{address} on {self.config.port}: {why}: {exc}")
+            for attempt in range(STALE_RETRIES + 1):
+                response = self._request(method, address, value, **kw)
+                fc = response.function_code & 0x7F
+                if fc == EXPECTED_FC[method]:
+                    break
+                # pymodbus takes the first frame with a good CRC as the answer. On a slow line
+                # the answer to an earlier, timed-out request can arrive after the buffer was
+                # cleaned: read as coils, discrete inputs look like "coils changed behind the
+                # controller's back". Discard it, let the line go quiet and ask again.
+                self.stale += 1
+                logger.warning(
+                    "board %s: discarded a late answer to an earlier request (function %d "
+                    "while waiting for %d on %s@%d)%s", self.config.name, fc,
+                    EXPECTED_FC[method], method, address,
+                    "; asking again" if attempt < STALE_RETRIES else "")
+                self._drain()
+            else:
+                err = BoardError(f"{method}@{address} on {self.config.port}: only answers to "
+                                 f"earlier requests came back ({STALE_RETRIES + 1} in a row)")
                 self._failed(err)
-                raise err from exc
-            finally:
-                self._last_frame_end = time.monotonic()
+                raise err
         if response.isError():
             err = BoardError(f"{method}@{address}: exception response {response}")
             self._failed(err)
@@ -244,6 +250,47 @@ class ModbusRelayBoard:
             self._failing = False
             _RepeatFilter.failing.discard(self.config.name)
         return list(getattr(response, "bits", []) or [])
+
+    def _request(self, method: str, address: int, value: Any = None, **kw: Any) -> Any:
+        """One request and its answer; the caller holds the bus lock."""
+        wait = self._last_frame_end + self._gap - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        started = time.monotonic()
+        try:
+            if not self._client.connected and not self._client.connect():
+                raise BoardError(f"cannot open serial port {self.config.port}")
+            fn = getattr(self._client, method)
+            args = (address,) if value is None else (address, value)
+            return fn(*args, device_id=self.config.slave_id, **kw)
+        except BoardError as exc:
+            self._failed(exc)
+            raise
+        except (ModbusException, OSError, ValueError) as exc:
+            # ValueError: pymodbus' decoder on a frame that passed CRC but is malformed
+            self._client.close()
+            heard = any(d == "rx" and t >= started for t, d, _b in self.frames)
+            why = "answers came back but were invalid (bad CRC or garbage)" if heard \
+                else "the board did not answer"
+            err = BoardError(f"{method}@{address} on {self.config.port}: {why}: {exc}")
+            self._failed(err)
+            raise err from exc
+        finally:
+            self._last_frame_end = time.monotonic()
+
+    def _drain(self) -> None:
+        """Wait until the line has been quiet for a frame time, discarding what arrives."""
+        port = self._client.socket
+        quiet = max(self._gap * 4, 0.02)
+        deadline = time.monotonic() + self.config.timeout_s
+        try:
+            while port is not None and time.monotonic() < deadline:
+                time.sleep(quiet)
+                if not port.in_waiting:
+                    break
+                port.reset_input_buffer()
+        except OSError:
+            self._client.close()
 
     def _failed(self, exc: Exception) -> None:
         self.errors += 1

@@ -111,6 +111,16 @@ class ControlCore:
             self.lane.board_error(now, exc.code, str(exc))
             return
         if self.written is not None and coils != self.written:
+            # Confirm with a second read: a fault needs an officer, so it must not rest on
+            # one frame that a noisy line delivered late.
+            try:
+                coils = self.board.read_outputs()
+            except BoardError as exc:
+                self.written = None
+                self.lane.board_error(now, exc.code, str(exc))
+                return
+            if coils == self.written:
+                return
             self.written = coils
             self.lane.board_error(now, FaultCode.READBACK_MISMATCH,
                                   f"coils changed behind the controller's back: {coils}")
@@ -149,6 +159,7 @@ class ControlCore:
         """Lane snapshot plus board counters."""
         snap = self.lane.snapshot()
         snap["board_errors"] = getattr(self.board, "errors", None)
+        snap["board_late_answers"] = getattr(self.board, "stale", None)
         snap["polls"] = self.polls
         snap["rejections"] = self.rejections
         return snap

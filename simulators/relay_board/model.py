@@ -33,8 +33,8 @@ GONE_DISTANCE = 12.0
 #: below this arm position (0 down, 1 up) an arm over a vehicle touches it
 ARM_CONTACT = 0.7
 
-FAULTS = ("no_response", "crc_errors", "garbage", "stuck_loop", "arm_jam", "relay_stuck",
-          "limit_stuck_down")
+FAULTS = ("no_response", "crc_errors", "garbage", "late_answers", "stuck_loop", "arm_jam",
+          "relay_stuck", "limit_stuck_down")
 
 
 @dataclass

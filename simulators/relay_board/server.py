@@ -40,6 +40,8 @@ from simulators.relay_board.model import BoardModel
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.005
+#: how late a ``late_answers`` answer comes: past gate-controller's default 0.3 s timeout
+LATE_ANSWER_S = 0.4
 
 
 class RelayBoardServer:
@@ -64,6 +66,7 @@ class RelayBoardServer:
         self.requests = 0
         self.bad_frames = 0
         self.garbled = 0  # answers sent with a corrupted CRC or noise in front
+        self.late = 0  # answers sent after LATE_ANSWER_S (the master has timed out by then)
         self.sprayed = 0  # unsolicited noise bytes written
         self._rng = random.Random(seed)
         self._framer = FramerRTU(DecodePDU(is_server=True))
@@ -158,12 +161,18 @@ class RelayBoardServer:
                 response = self._execute(pdu)
                 corrupt = self._strikes("crc_errors")
                 garbage = self._strikes("garbage")
+                late = self._strikes("late_answers")
             frame = self._framer.buildFrame(response)
             if corrupt:
                 frame = frame[:-1] + bytes([frame[-1] ^ 0xFF])
             if garbage:
                 frame = bytes(self._rng.randrange(256) for _ in range(7)) + frame
             self.garbled += corrupt or garbage
+            if late:
+                # a board busy elsewhere answers after the master gave up: the master's retry
+                # is already on the line and this answer will be taken for it
+                self.late += 1
+                time.sleep(LATE_ANSWER_S)
             time.sleep(len(frame) * 10 / self.baudrate)
             try:
                 os.write(self._master, frame)
@@ -232,6 +241,7 @@ class RelayBoardServer:
             snap = self.model.snapshot()
         snap.update({"pty": self.pty_path, "port": self.port, "requests": self.requests,
                      "bad_frames": self.bad_frames, "garbled": self.garbled,
+                     "late": self.late,
                      "sprayed": self.sprayed})
         return snap
 

@@ -209,11 +209,11 @@ class RelayBoardFault(_Fault):
 
     kind: Literal["relay_board"] = Field(..., description="relay-board fault")
     lane: str = Field(..., description="lane whose board is hit")
-    fault: Literal["no_response", "crc_errors", "garbage", "stuck_loop", "arm_jam",
-                   "relay_stuck", "limit_stuck_down", "power_loss"] = Field(
+    fault: Literal["no_response", "crc_errors", "garbage", "late_answers", "stuck_loop",
+                   "arm_jam", "relay_stuck", "limit_stuck_down", "power_loss"] = Field(
         ..., description="fault name of the relay-board simulator")
     target: bool | float | str = Field(
-        True, description="loop or coil name, or a probability 0-1 for crc_errors/garbage")
+        True, description="loop or coil name, or a probability 0-1 for crc_errors/garbage/late_answers")
     duration_s: float | None = Field(None, gt=0, le=3600,
                                      description="clear it after this long; null: never")
 

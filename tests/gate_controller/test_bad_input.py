@@ -162,3 +162,34 @@ def test_adapter_unplugged_and_replugged(tmp_path: Path) -> None:
         ctl.stop()
         if second is not None:
             second.stop()
+
+
+def test_late_answers_are_never_taken_for_another_request(
+    sim: RelayBoardServer, tmp_path: Path,
+) -> None:
+    """A slow board answers after the master timed out and retried: the late answer to a
+    discrete-input read must never be read as the coils (a false READBACK_MISMATCH fault)."""
+    from gate_controller.board import BoardError, ModbusRelayBoard
+
+    board = ModbusRelayBoard(board_config(sim, tmp_path))
+    sim.inject("late_answers", 0.3)
+    truth = sim.snapshot()
+    wrong: list[str] = []
+    timeouts = 0
+    try:
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            try:
+                coils, inputs = board.read_outputs(), board.read_inputs()
+            except BoardError:
+                timeouts += 1
+                continue
+            if any(getattr(coils, f) != truth["coils"][f] for f in truth["coils"]):
+                wrong.append(f"coils {coils}")
+            if inputs.arm_down is not True or inputs.entry_loop:
+                wrong.append(f"inputs {inputs}")
+    finally:
+        board.close()
+    assert sim.snapshot()["late"] > 0, "the fault was never exercised"
+    assert board.stale > 0, "no late answer reached the driver: the test proves nothing"
+    assert wrong == []
