@@ -12,6 +12,11 @@ after another; before each truck, with probability ``--fault-rate``, one fault f
 - ``seal_unplug``: the e-seal reader's USB cable pulled and plugged back;
 - ``camera_cut``: the camera's HTTP server stopped for a few seconds.
 
+A lane that went into ``fault`` waits for an officer, as on a real lane: before each truck the
+script looks at gate-controller's status and, when the lane is in fault, resets it the way an
+officer at the console would (the fault codes are counted and printed). A truck that still
+found its lane in fault is counted apart from trucks whose passage went missing.
+
 At the end every record is checked: each truck that reached the loop has exactly one passage
 in records.db; the central simulator received every passage (after de-duplication, seq without
 gaps); the audit chain verifies; the simulated board saw no collision, never a barrier coming
@@ -72,9 +77,42 @@ def inject(gate: Gate, broker: Mosquitto, fault: str, rng: random.Random) -> Non
         gate.cut_camera(rng.uniform(1, 4))
 
 
+def officer_reset(gate: Gate) -> str | None:
+    """If the lane is in fault, reset it as an officer would; returns the fault code."""
+    from gate_controller.client import ControllerClient
+    try:
+        with ControllerClient(gate.tmp / "controller-board1.sock") as client:
+            status = client.status()
+            if status["state"] != "fault":
+                return None
+            code = str(status.get("fault"))
+            for _ in range(10):   # a reset is refused until the board reads well again
+                answer = client.request({"type": "officer", "command": "reset",
+                                         "officer": "chaos", "reason": "chaos run: fault "
+                                         "seen before the next truck"})
+                if answer["ok"]:
+                    break
+                time.sleep(0.5)
+            return code
+    except (OSError, TimeoutError, KeyError):
+        return None   # the controller is restarting: it comes back without a fault
+
+
+def lane_state(gate: Gate) -> str:
+    from gate_controller.client import ControllerClient
+    try:
+        with ControllerClient(gate.tmp / "controller-board1.sock") as client:
+            return str(client.status()["state"])
+    except (OSError, TimeoutError, KeyError):
+        return "unknown"
+
+
 def passage_rows(gate: Gate) -> list[tuple[str, str | None]]:
-    with sqlite3.connect(gate.tmp / "var" / "records.db") as db:
+    db = sqlite3.connect(gate.tmp / "var" / "records.db")
+    try:
         return db.execute("SELECT id, outcome FROM passages ORDER BY started_at").fetchall()
+    finally:
+        db.close()
 
 
 def main() -> None:
@@ -91,6 +129,8 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     faults: Counter[str] = Counter()
+    resets: Counter[str] = Counter()
+    at_faulted_lane = 0
     chosen = tuple(f for f in args.faults.split(",") if f in FAULTS)
     if not chosen:
         ap.error(f"--faults: none of {args.faults!r} is one of {FAULTS}")
@@ -127,11 +167,19 @@ def main() -> None:
                         inject(gate, broker, fault, rng)
                         if fault == "broker_down":
                             broker_down_left = rng.randint(2, 4)
+                    code = officer_reset(gate)
+                    if code is not None:
+                        resets[code] += 1
+                    rows_before = len(passage_rows(gate))
                     gate.drive({**truck, "duration_s": 10, "approach_s": 1.5}, seal=seal,
                                lead_s=3.0, start_distance_m=1.0, speed_mps=4.0, stops=[],
                                turn_back_after_s=15.0)
                     arrived += 1
+                    time.sleep(1.0)
+                    faulted = lane_state(gate) == "fault"
                     gate.wait_idle(timeout=90)
+                    if faulted and len(passage_rows(gate)) == rows_before:
+                        at_faulted_lane += 1  # an officer's truck, not an automatic passage
                 if broker_down_left:
                     broker.start()
                 elapsed = time.monotonic() - started
@@ -151,13 +199,15 @@ def main() -> None:
     received_ids = {m["body"]["passage_id"] for m in received}
     recorded_ids = {r[0] for r in rows}
     lost = len(recorded_ids - received_ids)
-    missing_trucks = max(0, arrived - len(rows))
+    missing_trucks = max(0, arrived - at_faulted_lane - len(rows))
     extra_passages = max(0, len(rows) - arrived)
     violations = len(snap["collisions"]) + (1 if snap["max_close_over_occupied_s"] > 0 else 0)
     opened = sum(1 for r in rows if r[1] == "open")
     print(f"trucks: {arrived} in {elapsed:.0f} s ({arrived / elapsed * 3600:.0f}/hour); "
           f"passages recorded {len(rows)} (open {opened}); centre received {len(received)}")
     print(f"faults injected: {sum(faults.values())} {dict(faults)}")
+    print(f"lane faults reset by the officer: {sum(resets.values())} {dict(resets)}; trucks "
+          f"that found the lane in fault (left to the officer): {at_faulted_lane}")
     print(f"lost at the centre: {lost}; trucks without a passage: {missing_trucks}; "
           f"extra passages: {extra_passages}; duplicates after de-duplication: "
           f"{len(received) - len(received_ids)} (broker redeliveries absorbed: "
@@ -170,7 +220,9 @@ def main() -> None:
     print(json.dumps({
         "bench": "chaos", "trucks": arrived, "faults": sum(faults.values()),
         "records_checked": len(rows), "lost": lost, "target_lost": 0,
-        "trucks_without_passage": missing_trucks, "extra_passages": extra_passages,
+        "trucks_without_passage": missing_trucks, "target_trucks_without_passage": 0,
+        "officer_resets": sum(resets.values()), "trucks_at_faulted_lane": at_faulted_lane,
+        "extra_passages": extra_passages,
         "duplicates": len(received) - len(received_ids), "target_duplicates": 0,
         "seq_gaps": report["gap_count"], "invariant_violations": violations,
         "target_invariant_violations": 0, "audit_ok": audit.returncode == 0,

@@ -21,8 +21,10 @@ class PassageConfig(Section):
         timedelta(seconds=8),
         description="reads this long before the entry loop triggered still belong to the truck")
     settle: Duration = Field(
-        timedelta(milliseconds=300),
-        description="decide once the tractor plate is final and no read came for this long")
+        timedelta(milliseconds=100),
+        description="decide once the tractor plate is final and no read came for this long "
+                    "(one reader's burst of tags, or two cameras' reads of one truck, arrive "
+                    "within a few tens of ms; a later read is still recorded with the passage)")
     trailer_wait: Duration = Field(
         timedelta(seconds=3),
         description="on lanes with a rear camera, wait this long for the trailer plate")

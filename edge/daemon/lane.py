@@ -41,7 +41,9 @@ from edge.sync.downlink import LaneCommand
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.05
+#: how often a lane looks for a passage that has become due; a vehicle_present or a read
+#: wakes it at once, so this bounds only the settle timer's overshoot
+TICK_S = 0.02
 PRE_ROLL_CROPS = 50
 # Reasons that may only mean "not read yet": worth waiting for until the deadline.
 LATE_READS = {ReasonCode.CONTAINER_MISSING, ReasonCode.SEAL_MISSING, ReasonCode.TRAILER_NOT_READ,
@@ -108,6 +110,7 @@ class LaneRuntime:
         self._failures = 0
         self._retry_after = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self.decided = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -132,7 +135,9 @@ class LaneRuntime:
 
     async def _ticker(self) -> None:
         while True:
-            await asyncio.sleep(TICK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_S)
+            self._wake.clear()
             try:
                 now = utcnow()
                 session = self.assembler.due(now)
@@ -158,6 +163,11 @@ class LaneRuntime:
                 read = read.model_copy(update={"crop_ref": name})
         at = utcnow()
         session = self.assembler.add(read, at)
+        if session is not None and session.decided_at is None:
+            self._wake.set()
+            log.debug("lane %s: %s read %s added to passage %s %.0f ms after the loop",
+                      self.lane.id, type(read).__name__, _read_label(read), session.id,
+                      (at - session.opened_at).total_seconds() * 1000)
         if self.metrics is not None:
             kind = ("seal" if isinstance(read, SealRead) else "container"
                     if isinstance(read, ContainerRead) else
@@ -265,6 +275,7 @@ class LaneRuntime:
                               decided_by=None)
         log.info("lane %s: vehicle present (event %s), passage %s", self.lane.id, event_id,
                  session.id)
+        self._wake.set()  # reads from the approach may already make it due
         if resume and session.decided_at is None:
             self._resuming = task = asyncio.get_running_loop().create_task(
                 self._resume(session, event_id))
@@ -392,9 +403,13 @@ class LaneRuntime:
         except Exception:
             log.exception("lane %s: passage %s saved, but the console or metrics were not "
                           "updated", self.lane.id, session.id)
-        log.info("lane %s: passage %s %s %s", self.lane.id, session.id,
-                 decision.outcome.value.upper(),
-                 ", ".join(r.value for r in decision.reasons) or "(all checks passed)")
+        last = session.last_read_at
+        log.info("lane %s: passage %s %s %s; decided %.0f ms after the loop (last read %s)",
+                 self.lane.id, session.id, decision.outcome.value.upper(),
+                 ", ".join(r.value for r in decision.reasons) or "(all checks passed)",
+                 (at - session.opened_at).total_seconds() * 1000,
+                 "before it" if last is None or last <= session.opened_at
+                 else f"{(last - session.opened_at).total_seconds() * 1000:.0f} ms after it")
         if decision.outcome == Outcome.HOLD:
             self._alarm("HOLD", f"truck held at lane {self.lane.id}",
                         {"passage_id": session.id,
@@ -493,6 +508,12 @@ class LaneRuntime:
             except Exception:
                 log.exception("lane %s: alarm %s not recorded", self.lane.id, code)
         self._spawn(raise_it())
+
+
+def _read_label(read: Read) -> str:
+    if isinstance(read, SealRead):
+        return f"{read.seal_id} ({read.status.value})"
+    return f"{read.text} ({getattr(read, 'role', 'container')})"
 
 
 def _read_count(session: PassageSession) -> int:

@@ -35,7 +35,7 @@ class AssemblyTiming:
     """How long to look back, settle and wait; see docs/architecture.md (one truck)."""
 
     pre_roll: timedelta = timedelta(seconds=8)
-    settle: timedelta = timedelta(milliseconds=300)
+    settle: timedelta = timedelta(milliseconds=100)
     deadline: timedelta = timedelta(seconds=6)
     trailer_wait: timedelta = timedelta(seconds=3)
 

@@ -82,6 +82,8 @@ def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
                 log.warning("camera %s: frame skipped (%s), %d so far", cam.name, exc, errors)
             continue
         for kind, final in finals:
+            log.debug("camera %s: %s %s final after %d frame(s), confidence %.2f", cam.name,
+                      kind, final.text, final.frames, final.confidence)
             if kind == "plate":
                 read = PlateRead(
                     lane=lane, camera=cam.name,
