@@ -135,6 +135,13 @@ class SyncService:
         if meta.get("resync_pending"):
             self._resync = (meta["resync_pending"], "pending before restart", 0.0)
             self._resync_have = _have(meta)
+        elif not any(int(meta.get(seq_key, "0") or 0) for seq_key, _ in Downlink.STREAMS.values()):
+            # A new or wiped cache: without a snapshot it would refer every truck until the
+            # centre happens to publish a batch (and then see a seq gap). Ask at first connect.
+            request_id = str(ULID())
+            self._resync = (request_id, "empty cache at start", 0.0)
+            self._resync_have = _have(meta)
+            self.cache.set_meta(resync_pending=request_id)
         # A crash between committing a batch (cache.db) and queueing its ack (records.db) would
         # leave the batch unacknowledged; the ack's idempotency key makes re-queueing harmless.
         for stream, (seq_key, version_key) in Downlink.STREAMS.items():

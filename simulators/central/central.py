@@ -76,12 +76,14 @@ class CentralSim:
     def __init__(self, brokers: Sequence[Broker], *, key: Ed25519PrivateKey, kid: str,
                  edge_keys: Mapping[str, KeyRing], prefix: str = "", client_id: str = "central-sim",
                  snapshot_part_size: int = 2000, export_path: Path | None = None,
-                 tls: TlsFiles | None = None) -> None:
+                 tls: TlsFiles | None = None, answer_resync: bool = True) -> None:
         self.key = key
         self.kid = kid
         self.edge_keys = edge_keys
         self.prefix = prefix
         self.snapshot_part_size = snapshot_part_size
+        #: False: count resync requests but send no snapshot (a centre that is slow to answer)
+        self.answer_resync = answer_resync
         self.export_path = export_path
         self.sites: dict[str, SiteState] = defaultdict(SiteState)
         self.rejected: Counter[str] = Counter()
@@ -262,7 +264,8 @@ class CentralSim:
         with self.lock:
             self.sites[site].resync_requests += 1
         log.info("resync request from %s: %s", site, doc.get("reason"))
-        self.publish_snapshot(site, request_id=str(doc.get("request_id")))
+        if self.answer_resync:
+            self.publish_snapshot(site, request_id=str(doc.get("request_id")))
 
     # -- queries ---------------------------------------------------------------------------
     def wait_for(self, site: str, count: int, timeout: float, kind: str | None = None) -> bool:

@@ -134,7 +134,8 @@ def test_cli_publishes_a_file_and_reports(tmp_path: Path, broker: Mosquitto, key
                 if m["type"] == "ack"}
         assert acks["manifests"]["seq"] == 1                # the edge acknowledged the batch
         assert acks["command"]["status"] == "accepted"      # and the lane command
-        assert site["by_kind"]["ack"] == 2
+        assert acks["snapshot"]["status"] == "applied"     # asked for at first connect
+        assert site["by_kind"]["ack"] == 3
         assert [(c.lane, c.command, c.mode) for c in commands] == [("in-2", "mode", "manual")]
     finally:
         svc.stop()

@@ -27,9 +27,16 @@ def central(broker: Mosquitto, keys: support.Keys) -> Iterator[CentralSim]:
 
 
 @pytest.fixture
-def service(config: GateEdgeConfig) -> Iterator[SyncService]:
+def service(config: GateEdgeConfig, request: pytest.FixtureRequest) -> Iterator[SyncService]:
+    # the centre first, so the snapshot a fresh checkpoint asks for at connect is answered
+    # before the test publishes anything
+    with_central = "central" in request.fixturenames
+    if with_central:
+        with_central = request.getfixturevalue("central").answer_resync
     svc = SyncService(config)
     svc.start()
     assert svc.link is not None and svc.link.wait_connected(10), svc.link.last_error if svc.link else ""
+    if with_central:
+        assert support.wait_start_snapshot(config)
     yield svc
     svc.stop()

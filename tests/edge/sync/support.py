@@ -102,6 +102,26 @@ def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05
     return predicate()
 
 
+def wait_start_snapshot(cfg: GateEdgeConfig, timeout: float = 10) -> bool:
+    """A fresh checkpoint asks for a snapshot at its first connect: wait until it is in."""
+    from edge.store.cache import ManifestCache
+
+    def done() -> bool:
+        cache = ManifestCache.open(cfg.storage.cache_path, readonly=True)
+        try:
+            return cache.meta().get("resync_pending", "") == ""
+        finally:
+            cache.close()
+
+    return wait_until(done, timeout, step=0.1)
+
+
+def acks(central: CentralSim, *, snapshots: bool = False) -> list[dict[str, object]]:
+    """The acks the centre received, without the start-up snapshot's unless asked."""
+    return [m for m in central.messages(SITE, "ack")
+            if snapshots or m["body"].get("ack") != "snapshot"]
+
+
 def central_topics() -> Topics:
     return Topics(SITE)
 

@@ -191,6 +191,7 @@ def test_key_rotation_accepts_both_configured_keys(tmp_path: Path, broker, keys:
     svc.start()
     try:
         assert svc.link is not None and svc.link.wait_connected(10)
+        assert support.wait_start_snapshot(cfg)
         central.publish_manifests(SITE, data.generate(2))            # old key
         central.key, central.kid = new, "central-2027"                # rotated
         central.publish_manifests(SITE, data.generate(2, start=10))
@@ -213,6 +214,8 @@ def test_seq_gap_requests_a_snapshot_that_replaces_the_cache(
     cache = ManifestCache.open(config.storage.cache_path, readonly=True)
     try:
         assert svc.link is not None and svc.link.wait_connected(10)
+        assert support.wait_start_snapshot(config)
+        assert sim.report()["sites"][SITE]["resync_requests"] == 1   # the empty cache's own
         sim.publish_manifests(SITE, data.generate(5, seed=1))
         assert support.wait_until(lambda: cache.meta().get("seq") == "1", 10)
         sim.publish_manifests(SITE, data.generate(10, seed=2, start=100), lose=True)   # seq 2 lost
@@ -220,7 +223,7 @@ def test_seq_gap_requests_a_snapshot_that_replaces_the_cache(
                                     "action": "hold"}])
         sim.publish_manifests(SITE, data.generate(5, seed=3, start=200))             # seq 3: gap
         assert support.wait_until(lambda: cache.meta().get("seq") == "3", 15), cache.meta()
-        assert sim.report()["sites"][SITE]["resync_requests"] == 1
+        assert sim.report()["sites"][SITE]["resync_requests"] == 2
         assert cache.count() == 20          # the lost batch arrived inside the snapshot (3 parts)
         assert cache.meta()["resync_pending"] == ""
         assert [e.value for e in cache.hotlist()] == ["29C11111"]

@@ -3,6 +3,7 @@ centre's empty heartbeat batch makes it fresh again."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from edge.matching.matcher import decide
 from edge.store.cache import ManifestCache
 from edge.sync.service import SyncService
 from simulators.central import data
+from simulators.central.broker import Mosquitto
 from simulators.central.central import CentralSim
 from tests.edge.sync import support
 
@@ -24,6 +26,15 @@ def _reasons(config: GateEdgeConfig, cache: ManifestCache, plate: str) -> set[Re
                          at=datetime.now(UTC))
     return set(decide(reads, cache, config.policy, config.grammars(), site=support.SITE,
                       lane=config.lane("in-1")).reasons)
+
+
+@pytest.fixture
+def central(broker: Mosquitto, keys: support.Keys) -> Iterator[CentralSim]:
+    """A centre that leaves the start-up snapshot request unanswered: its signature would
+    make the cache fresh, and this test is about a cache whose only batch is old."""
+    sim = support.central_sim([broker.port], keys, answer_resync=False).start()
+    yield sim
+    sim.stop()
 
 
 def test_stale_batches_refer_and_a_heartbeat_refreshes(service: SyncService, central: CentralSim,

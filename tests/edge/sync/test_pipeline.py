@@ -234,6 +234,7 @@ def test_batches_received_but_not_applied_at_shutdown_come_again(
     svc.start()
     try:
         assert svc.link is not None and svc.link.wait_connected(10)
+        assert support.wait_start_snapshot(config)
         assert svc.downlink is not None and svc.pipeline is not None
         apply = svc.downlink.apply
 
@@ -259,8 +260,8 @@ def test_batches_received_but_not_applied_at_shutdown_come_again(
             assert cache.count() == 5 * BIG
             assert again.pipeline is not None and again.pipeline.prepared_in_worker >= 5 - applied
             assert again.downlink is not None and again.downlink.counts["rejected:REPLAYED"] == 0
-            assert central.wait_for(SITE, 5, 10, kind="ack")   # before stopping: acks go via the outbox
-            assert [a["body"]["seq"] for a in central.messages(SITE, "ack")] == [1, 2, 3, 4, 5]
+            assert central.wait_for(SITE, 6, 10, kind="ack")   # before stopping: acks go via the outbox
+            assert [a["body"]["seq"] for a in support.acks(central)] == [1, 2, 3, 4, 5]
         finally:
             again.stop()
     finally:

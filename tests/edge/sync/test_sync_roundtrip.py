@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,8 @@ def test_manifest_batches_are_applied_in_order_with_their_seq(
     finally:
         cache.close()
     # the edge acknowledged each applied batch through the outbox
-    assert central.wait_for(support.SITE, 3, 10, kind="ack")
-    acks = central.messages(support.SITE, "ack")
+    assert central.wait_for(support.SITE, 4, 10, kind="ack")   # and the start-up snapshot
+    acks = support.acks(central)
     assert [a["body"]["seq"] for a in acks] == [1, 2, 3]
     assert all(a["body"]["status"] == "applied" for a in acks)
 
@@ -103,8 +104,8 @@ def test_lane_command_is_delivered_once_into_the_event_loop(
             await asyncio.wait_for(got.wait(), 10)
             # the same signed message again (a replay) is rejected
             assert loop.is_running()
-            assert central.wait_for(support.SITE, 1, 10, kind="ack")
-            ack = central.messages(support.SITE, "ack")[0]["body"]
+            assert central.wait_for(support.SITE, 2, 10, kind="ack")
+            ack = support.acks(central)[0]["body"]
             assert (ack["nonce"], ack["status"]) == (nonce, "accepted")
         finally:
             await svc.astop()
@@ -127,3 +128,30 @@ def test_graceful_stop_publishes_offline_status(config: GateEdgeConfig, central:
     svc.stop()
     assert support.wait_until(lambda: central.report()["sites"][support.SITE]["status"] == "offline",
                               10)
+
+
+def test_a_fresh_checkpoint_asks_for_a_snapshot_at_first_connect(
+        central: CentralSim, config: GateEdgeConfig) -> None:
+    """Installed after the centre published its batches (and with no batch due for hours), a
+    checkpoint with an empty cache must not refer every truck: it asks at once."""
+    items = data.generate(12)
+    central.publish_manifests(support.SITE, items)      # nobody subscribed yet: gone
+    svc = SyncService(config)
+    svc.start()
+    cache = _cache(config)
+    try:
+        assert support.wait_until(lambda: cache.count() == 12, 10), cache.meta()
+        assert cache.meta()["source"].startswith("mqtt-snapshot:")
+        assert cache.meta()["resync_pending"] == ""
+        assert central.report()["sites"][support.SITE]["resync_requests"] == 1
+    finally:
+        cache.close()
+        svc.stop()
+    again = SyncService(config)      # a restart with a filled cache does not ask again
+    again.start()
+    try:
+        assert again.link is not None and again.link.wait_connected(10)
+        time.sleep(1.0)
+        assert central.report()["sites"][support.SITE]["resync_requests"] == 1
+    finally:
+        again.stop()
