@@ -139,7 +139,9 @@ def controller_latencies(gate: Gate, stop: threading.Event, out: list[float]) ->
 
 Fleet = list[tuple[dict[str, Any], dict[str, Any], str]]
 #: the truck waits this far before the entry loop, and drives on at this speed
-STOP_LINE_M, SPEED_MPS = 0.5, 4.0
+STOP_LINE_M = 0.5
+#: trucks drive through the lane at this speed (m/s) and have this length (m); --speed, --length
+TRAFFIC = {"speed_mps": 4.0, "length_m": 16.5}
 
 
 def drive_one_by_one(gate: Gate, trucks: Fleet, i: int) -> None:
@@ -147,7 +149,7 @@ def drive_one_by_one(gate: Gate, trucks: Fleet, i: int) -> None:
     _, truck, seal = trucks[i]
     gate.wait_idle(timeout=60)   # a misread truck is referred and turns back; the lane empties
     gate.drive({**truck, "duration_s": 10, "approach_s": 1.5}, seal=seal, lead_s=3.0,
-               start_distance_m=STOP_LINE_M, speed_mps=SPEED_MPS, stops=[],
+               start_distance_m=STOP_LINE_M, **TRAFFIC, stops=[],
                turn_back_after_s=15.0)
 
 
@@ -170,7 +172,7 @@ def drive_queued(gate: Gate, trucks: Fleet, i: int) -> None:
         gate.wait_idle(timeout=60)
     passed = len(gate.board.snapshot()["passed"])
     gate.seal.read(trucks[i][2], "I")
-    gate.board.add_vehicle(start_distance_m=STOP_LINE_M, speed_mps=SPEED_MPS, stops=[],
+    gate.board.add_vehicle(start_distance_m=STOP_LINE_M, **TRAFFIC, stops=[],
                            turn_back_after_s=15.0)
     if i + 1 < len(trucks):
         gate.board.wait_for(lambda s: len(s["passed"]) > passed or any(
@@ -231,12 +233,18 @@ cameras:
 storage: {{dir: {dir}}}
 console: {{enabled: true, host: 127.0.0.1, port: {port}}}
 plate_reader: {{threads: 1}}
+mqtt:
+  brokers: [{{host: 127.0.0.1, port: {mqtt_port}, tls: false}}]
+  central_keys: [{{id: {central_kid}, public_key: "{central_pub}"}}]
+  site_key: {{id: {site_kid}, private_key_file: {site_key}}}
 """
 
 
 def run_memory(workdir: Path, settle_s: float = 25.0) -> dict[str, float]:
     from simulators.camera.server import CameraServer, truck_from_json
     from simulators.central.broker import free_port
+    keys = support.make_keys(workdir)
+    broker = Mosquitto(workdir / "mqtt4").__enter__()
     cam = CameraServer("127.0.0.1", 0, size=(1280, 720), fps=5.0)
     cam.start()
     try:
@@ -249,14 +257,21 @@ def run_memory(workdir: Path, settle_s: float = 25.0) -> dict[str, float]:
             f"  - {{name: c{i}r, type: http-mjpeg, url: '{cam.url}/rear.mjpg', "
             f"role: container, max_fps: 5, idle_fps: 5}}" for i in range(1, 5))
         cfg = workdir / "four-lanes.yaml"
-        cfg.write_text(FOUR_LANES.format(lanes=lanes, cameras=cameras, dir=workdir / "var4",
-                                         port=free_port()), encoding="utf-8")
+        cfg.write_text(FOUR_LANES.format(
+            lanes=lanes, cameras=cameras, dir=workdir / "var4", port=free_port(),
+            mqtt_port=broker.port, central_kid=support.CENTRAL_KID, central_pub=keys.central_pub,
+            site_kid=support.SITE_KID, site_key=keys.site_key), encoding="utf-8")
         repo = Path(__file__).resolve().parents[1]
+        log = (workdir / "four-lanes.log").open("wb")
         proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "-c", str(cfg)],
                                 cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=log, stderr=subprocess.STDOUT)
         try:
             time.sleep(settle_s)
+            if proc.poll() is not None:
+                raise RuntimeError("gate-edge with 4 lanes exited with code "
+                                   f"{proc.returncode}:\n"
+                                   + (workdir / "four-lanes.log").read_text(errors="replace"))
             daemon = psutil.Process(proc.pid)
             rss = daemon.memory_info().rss
             children = daemon.children(recursive=True)
@@ -268,8 +283,10 @@ def run_memory(workdir: Path, settle_s: float = 25.0) -> dict[str, float]:
         finally:
             proc.terminate()
             proc.wait(30)
+            log.close()
     finally:
         cam.stop()
+        broker.__exit__(None, None, None)
 
 
 def plot(lat_ms: list[float], path: Path) -> None:
@@ -296,9 +313,14 @@ def main() -> None:
     ap.add_argument("--trucks", type=int, default=200, help="trucks through the lane")
     ap.add_argument("--plot", type=Path, default=None, help="write a latency histogram PNG")
     ap.add_argument("--skip-memory", action="store_true", help="only the latency run")
+    ap.add_argument("--speed", type=float, default=TRAFFIC["speed_mps"],
+                    help="truck speed through the lane in m/s (4 = 14 km/h)")
+    ap.add_argument("--length", type=float, default=TRAFFIC["length_m"],
+                    help="truck length in m (16.5 = a tractor with a 40 ft trailer)")
     ap.add_argument("--one-by-one", action="store_true",
                     help="show each truck to the camera only once the lane is idle (no queue)")
     args = ap.parse_args()
+    TRAFFIC.update(speed_mps=args.speed, length_m=args.length)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-lane-") as tmp:
         lat = run_latency(args.trucks, Path(tmp), one_by_one=args.one_by_one)
@@ -318,8 +340,9 @@ def main() -> None:
     gate_share_s = sum(lat_ms) / 1000
     barrier_only = lat["trucks"] / max(lat["elapsed_s"] - gate_share_s, 1e-9) * 3600
     print(f"throughput: {lat['trucks_per_hour']:.0f} trucks/hour on one lane "
-          f"({'one by one' if args.one_by_one else 'queued'}); "
-          f"{barrier_only:.0f}/hour if decisions took no time (the barrier cycle alone)")
+          f"({'one by one' if args.one_by_one else 'queued'}, {args.length} m trucks at "
+          f"{args.speed} m/s); {barrier_only:.0f}/hour if decisions took no time (the barrier "
+          "cycle alone)")
     if mem:
         print(f"4 lanes x 2 cameras: daemon RSS {mem['daemon_rss_mb']:.0f} MB; daemon + "
               f"{mem['workers']} camera workers PSS {mem['total_pss_mb']:.0f} MB (largest "
@@ -337,6 +360,7 @@ def main() -> None:
         "trucks_per_hour": round(lat["trucks_per_hour"]), "target_trucks_per_hour": 600,
         "barrier_cycle_limit_per_hour": round(barrier_only),
         "traffic": "one_by_one" if args.one_by_one else "queued",
+        "speed_mps": args.speed, "length_m": args.length,
     }
     if mem:
         head.update({"daemon_rss_mb_4_lanes": round(mem["daemon_rss_mb"]),
