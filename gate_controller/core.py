@@ -104,26 +104,26 @@ class ControlCore:
         tells us.
         """
         self._next_verify = now + VERIFY_INTERVAL_S
+        coils = self._read_coils(now)
+        if coils is None or self.written is None or coils == self.written:
+            return
+        # Confirm with a second read: a fault needs an officer, so it must not rest on one
+        # frame that a noisy line delivered late.
+        coils = self._read_coils(now)
+        if coils is None or coils == self.written:
+            return
+        self.written = coils
+        self.lane.board_error(now, FaultCode.READBACK_MISMATCH,
+                              f"coils changed behind the controller's back: {coils}")
+
+    def _read_coils(self, now: float) -> Outputs | None:
+        """FC01, or None after handing the lane the line error."""
         try:
-            coils = self.board.read_outputs()
+            return self.board.read_outputs()
         except BoardError as exc:
             self.written = None
             self.lane.board_error(now, exc.code, str(exc))
-            return
-        if self.written is not None and coils != self.written:
-            # Confirm with a second read: a fault needs an officer, so it must not rest on
-            # one frame that a noisy line delivered late.
-            try:
-                coils = self.board.read_outputs()
-            except BoardError as exc:
-                self.written = None
-                self.lane.board_error(now, exc.code, str(exc))
-                return
-            if coils == self.written:
-                return
-            self.written = coils
-            self.lane.board_error(now, FaultCode.READBACK_MISMATCH,
-                                  f"coils changed behind the controller's back: {coils}")
+            return None
 
     def flush(self, now: float) -> None:
         """Write the lane's desired outputs if they differ from what the board has."""
