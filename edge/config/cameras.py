@@ -113,7 +113,7 @@ class ReaderConfig(Section):
                            "roi = on cameras with a region of interest, always, or never; "
                            "ignored when detector_model is set")
     recognizer: Literal["ppocr", "own", "cascade", "vote"] = Field(
-        "ppocr", description="plate OCR: ppocr = PP-OCRv4 alone; own = gate-edge's trained line "
+        "vote", description="plate OCR: ppocr = PP-OCRv4 alone; own = gate-edge's trained line "
                              "model (edge/models/plate_recognizer.onnx) alone; cascade = own "
                              "model first, PP-OCRv4 only when its read is unsure or fits no "
                              "grammar; vote = both on every crop (docs/plate-reading.md)")
