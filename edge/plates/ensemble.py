@@ -6,7 +6,7 @@ large and general. `ReaderConfig.recognizer` chooses how they are used:
 - `ppocr`: PP-OCRv4 alone (the reader before the own model existed);
 - `own`: the own model alone;
 - `cascade`: the own model first; PP-OCRv4 reads the crop only when the own read fits no
-  grammar or is below `cascade_below`. Where both read, agreement keeps the surer confidence;
+  grammar or is below `cascade_below`. Where both read, agreement keeps PP-OCRv4's read;
   on disagreement the grammatical read wins, and if both are grammatical PP-OCRv4's text is
   kept with its confidence capped below the policy threshold: two recognizers that disagree on
   a plate are not a sure read;
@@ -84,7 +84,10 @@ class CombinedRecognizer:
 def combine(own: OcrResult, pp: OcrResult) -> OcrResult:
     """One read from two recognizers' reads of the same crop (see the module doc)."""
     if own.text == pp.text:
-        return own if own.confidence >= pp.confidence else pp
+        # agreement keeps PP-OCRv4's confidence: the own model's is less calibrated (it was
+        # sure, at 1.0, of a read that dropped a digit), and taking the higher of the two made
+        # one more wrong validation read sure (a cut-off `7` both read as `2`)
+        return pp
     if (own.grammar is None) != (pp.grammar is None):
         return own if own.grammar is not None else pp
     # both grammatical and different: PP-OCRv4's text (on the validation crops the own

@@ -77,8 +77,9 @@ def _res(text: str, conf: float, grammar: str | None = "VN-1row") -> OcrResult:
     return OcrResult(text, conf, grammar, 1, extras={"select_conf": conf})
 
 
-def test_combine_agreement_keeps_the_surer_read() -> None:
+def test_combine_agreement_keeps_ppocrs_confidence() -> None:
     assert combine(_res("51F12345", 0.7), _res("51F12345", 0.95)).confidence == 0.95
+    assert combine(_res("51F12345", 0.99), _res("51F12345", 0.6)).confidence == 0.6
 
 
 def test_combine_disagreement_keeps_ppocr_and_is_never_sure() -> None:
