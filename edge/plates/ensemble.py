@@ -6,10 +6,9 @@ large and general. `ReaderConfig.recognizer` chooses how they are used:
 - `ppocr`: PP-OCRv4 alone (the reader before the own model existed);
 - `own`: the own model alone;
 - `cascade`: the own model first; PP-OCRv4 reads the crop only when the own read fits no
-  grammar or is below `cascade_below`. Where both read, agreement keeps PP-OCRv4's read;
-  on disagreement the grammatical read wins, and if both are grammatical PP-OCRv4's text is
-  kept with its confidence capped below the policy threshold: two recognizers that disagree on
-  a plate are not a sure read;
+  grammar or is below `cascade_below`. Where both read, PP-OCRv4's text is kept; if the own
+  model read another text, its confidence is capped below the policy threshold: two
+  recognizers that disagree on a plate are not a sure read;
 - `vote`: both always read; same agreement rule (for measuring, and for sites where accuracy
   matters more than CPU).
 The measured figures for each are in docs/plate-reading.md.
@@ -82,18 +81,19 @@ class CombinedRecognizer:
 
 
 def combine(own: OcrResult, pp: OcrResult) -> OcrResult:
-    """One read from two recognizers' reads of the same crop (see the module doc)."""
+    """One read from two recognizers' reads of the same crop: PP-OCRv4's text, always.
+
+    The own model only ever lowers the confidence: where it reads another text, PP-OCRv4's
+    read is capped below the policy threshold (an officer looks). Letting the own model's text
+    win a disagreement, or a grammatical own read beat a PP-OCRv4 read that fits no grammar,
+    lost exact matches or invented plates on crops without one (docs/plate-reading.md).
+    Agreement keeps PP-OCRv4's confidence: the own model's is less calibrated (it was sure, at
+    1.0, of a read that dropped a digit), and taking the higher of the two made one more wrong
+    validation read sure (a cut-off `7` both read as `2`).
+    """
     if own.text == pp.text:
-        # agreement keeps PP-OCRv4's confidence: the own model's is less calibrated (it was
-        # sure, at 1.0, of a read that dropped a digit), and taking the higher of the two made
-        # one more wrong validation read sure (a cut-off `7` both read as `2`)
         return pp
-    if (own.grammar is None) != (pp.grammar is None):
-        return own if own.grammar is not None else pp
-    # both grammatical and different: PP-OCRv4's text (on the validation crops the own
-    # model's surer read was the wrong one more often than not), never sure
-    best = pp
-    cap = min(best.confidence, DISAGREE_CAP)
-    return replace(best, confidence=cap,
+    cap = min(pp.confidence, DISAGREE_CAP)
+    return replace(pp, confidence=cap,
                    candidates=tuple(replace(c, confidence=min(c.confidence, cap))
-                                    for c in best.candidates))
+                                    for c in pp.candidates))

@@ -88,8 +88,10 @@ def test_combine_disagreement_keeps_ppocr_and_is_never_sure() -> None:
     assert combine(_res("51F12345", 0.97), _res("51F12346", 0.5)).confidence == 0.5
 
 
-def test_combine_prefers_a_grammatical_read() -> None:
+def test_combine_never_changes_ppocrs_text() -> None:
     assert combine(_res("51F1234X", 0.0, None), _res("51F12345", 0.5)).text == "51F12345"
+    best = combine(_res("皖R288M95", 0.05, "CN"), _res("合肥城泊", 0.0, None))
+    assert (best.text, best.grammar, best.confidence) == ("合肥城泊", None, 0.0)
 
 
 @needs_model
