@@ -268,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     onnx = args.out / "plate_recognizer.onnx"
     export(model, onnx)
+    import torch
+
+    # the torch weights stay in the work folder (not shipped): a later run can start from them
+    torch.save(model.state_dict(), args.out / "plate_recognizer.pt")
     results["data_seconds"] = round(data_s, 1)
     if root is not None and not args.no_eval:
         results.update(evaluate_onnx(onnx, chars, root))

@@ -75,6 +75,7 @@ def test_tiny_run_writes_onnx_and_card_the_runtime_reads(tmp_path: Path, data: P
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     onnx = Path(result["onnx"])
+    assert onnx.with_suffix(".pt").is_file()
     assert onnx.is_file() and onnx.stat().st_size < 8 * 1024 * 1024
     card = json.loads(onnx.with_suffix(".json").read_text(encoding="utf-8"))
     assert card["epochs"] == 1 and card["seed"] == 3
