@@ -28,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edge.config.cameras import ReaderConfig  # noqa: E402
 from edge.plates.detector import PlateDetector  # noqa: E402
 from edge.plates.reader import PlateReader, crop_box  # noqa: E402
 from simulators.camera.scene import random_truck, render  # noqa: E402
@@ -73,25 +74,41 @@ def pct(ok: int, n: int) -> float:
 
 
 def crops_eval(reader: PlateReader, naive: NaivePPOCR, items: list[tuple[Path, str, str]],
-               show: bool, dump: Path | None = None) -> dict[str, dict[str, float]]:
-    """items: (image, truth, group); exact match per group for both methods.
+               show: bool, dump: Path | None = None,
+               others: dict[str, PlateReader] | None = None) -> dict[str, dict[str, float]]:
+    """items: (image, truth, group); exact match per group for every method.
 
     `sure_wrong` counts reads at or above the policy's confidence threshold that are wrong:
-    the ones that would not be sent to an officer.
+    the ones that would not be sent to an officer. `others` are readers with other recognizer
+    modes (own model, PP-OCRv4, cascade, vote), counted as `<mode>`, `<mode>_sure_wrong` ...
     """
     res: dict[str, dict[str, float]] = {}
+    others = others or {}
     for path, truth, group in items:
         img = cv2.imread(str(path))
+        if img is None:
+            raise FileNotFoundError(f"unreadable evaluation crop {path}")
         ours = reader.read_crop(img)
         base = naive.read(img)
         g = res.setdefault(group, {"n": 0, "ours": 0, "naive": 0, "ours_grammar": 0,
-                                   "sure": 0, "sure_wrong": 0})
+                                   "sure": 0, "sure_wrong": 0, "ms": 0.0})
         g["n"] += 1
         g["ours"] += ours.text == truth
         g["naive"] += base == truth
         g["ours_grammar"] += ours.grammar is not None
         g["sure"] += ours.confidence >= POLICY_CONFIDENCE
         g["sure_wrong"] += ours.confidence >= POLICY_CONFIDENCE and ours.text != truth
+        for mode, other in others.items():
+            t0 = time.perf_counter()
+            r = other.read_crop(img)
+            g[f"{mode}_ms"] = g.get(f"{mode}_ms", 0.0) + (time.perf_counter() - t0) * 1000
+            g[mode] = g.get(mode, 0) + (r.text == truth)
+            g[f"{mode}_sure"] = g.get(f"{mode}_sure", 0) + (r.confidence >= POLICY_CONFIDENCE)
+            g[f"{mode}_sure_wrong"] = g.get(f"{mode}_sure_wrong", 0) + (
+                r.confidence >= POLICY_CONFIDENCE and r.text != truth)
+            if show and r.text != truth:
+                print(f"  miss {group} {path.name} [{mode}]: truth {truth} read {r.text} "
+                      f"(raw {r.raw}, conf {r.confidence})")
         if show and ours.text != truth:
             print(f"  miss {group} {path.name}: truth {truth} ours {ours.text} "
                   f"(raw {ours.raw}, conf {ours.confidence}, rows {ours.rows}) naive {base}")
@@ -107,9 +124,15 @@ def main() -> int:
     ap.add_argument("--errors", action="store_true", help="print every miss")
     ap.add_argument("--dump", type=Path, default=None, help="write every missed crop here")
     ap.add_argument("--synthetic", type=int, default=40, help="end-to-end simulator frames")
+    ap.add_argument("--modes", default="ppocr,own,cascade,vote",
+                    help="recognizer modes measured beside the default one (comma-separated; "
+                         "empty: none)")
     args = ap.parse_args()
     root = data_root()
-    reader = PlateReader(with_detector=True)
+    reader = PlateReader(with_detector=True)  # the configured default (ReaderConfig)
+    default_mode = ReaderConfig().recognizer
+    others = {mode: PlateReader(with_detector=True, recognizer=mode)
+              for mode in args.modes.split(",") if mode}
     naive = NaivePPOCR()
     out: dict[str, float | None] = {"bench": "plate_accuracy"}  # type: ignore[dict-item]
     if root is None:
@@ -128,7 +151,7 @@ def main() -> int:
             items = [it for it in items if per.setdefault(it[2], 0) < args.limit
                      and not per.__setitem__(it[2], per[it[2]] + 1)]
         t0 = time.perf_counter()
-        res = crops_eval(reader, naive, items, args.errors, args.dump)
+        res = crops_eval(reader, naive, items, args.errors, args.dump, others)
         print(f"crops read in {time.perf_counter() - t0:.1f} s")
         for group in sorted(res):
             g = res[group]
@@ -140,6 +163,15 @@ def main() -> int:
             print(f"{'':8s} reads at confidence >= {POLICY_CONFIDENCE}: {int(g['sure'])}, "
                   f"of them wrong: {int(g['sure_wrong'])}")
             out[f"{group}_sure_wrong"] = int(g["sure_wrong"])
+            for mode in others:
+                n = int(g["n"])
+                print(f"{'':8s} recognizer {mode:8s}: {pct(int(g[mode]), n):6.2f} %  sure "
+                      f"{int(g[mode + '_sure'])}, sure wrong {int(g[mode + '_sure_wrong'])}, "
+                      f"{g[mode + '_ms'] / n:.1f} ms per crop")
+                out[f"{group}_{mode}_exact_pct"] = pct(int(g[mode]), n)
+                out[f"{group}_{mode}_sure_wrong"] = int(g[mode + "_sure_wrong"])
+                out[f"{group}_{mode}_crop_ms"] = round(g[mode + "_ms"] / n, 1)
+        out["recognizer"] = default_mode  # type: ignore[assignment]
         # detection on the held-out vn_scenes quarter, standard and fast (ROI) detector
         scenes = sorted(p for p in (root / "vn_scenes" / "images").glob("*.jpg")
                         if is_val_scene(p.name))[: args.limit or None]

@@ -65,6 +65,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--trucks", type=int, default=6, help="live sequences of 15 frames each")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--modes", default="ppocr,own,cascade",
+                    help="recognizer modes timed per crop and per ROI frame (comma-separated)")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
     reader = PlateReader(threads=args.threads)  # fast detector on a ROI (the default)
@@ -129,11 +131,42 @@ def main() -> int:
             live_cpu.append(c)
         read += live.stats.read
         skipped += live.stats.skipped
+    # per recognizer mode (edge/plates/ensemble.py): OCR per plate crop and single ROI frames
+    mode_crop: dict[str, list[float]] = {}
+    mode_crop_cpu: dict[str, list[float]] = {}
+    mode_frame: dict[str, list[float]] = {}
+    mode_frame_cpu: dict[str, list[float]] = {}
+    for mode in [m for m in args.modes.split(",") if m]:
+        other = PlateReader(threads=args.threads, recognizer=mode)
+        for img, _ in frames[:2]:
+            other.read_frame(img, ROI, thorough=False)
+        mode_crop[mode], mode_crop_cpu[mode] = [], []
+        mode_frame[mode], mode_frame_cpu[mode] = [], []
+        for img, objects in frames:
+            w, c = timed(other.read_frame, img, ROI, thorough=False)
+            mode_frame[mode].append(w)
+            mode_frame_cpu[mode].append(c)
+            for o in objects:
+                if o.cls == 0:
+                    crop = crop_box(img, [int(v) for v in o.box])
+                    w, c = timed(other.recognizer.read, crop, thorough=False)
+                    mode_crop[mode].append(w)
+                    mode_crop_cpu[mode].append(c)
+    ppocr = reader.recognizer.ppocr
     x = np.zeros((1, 3, 48, 320), np.float32)
     t0 = time.perf_counter()
     for _ in range(20):
-        reader.recognizer._sess.run(None, {reader.recognizer._input: x})
+        ppocr._sess.run(None, {ppocr._input: x})
     bare_ms = (time.perf_counter() - t0) / 20 * 1000
+    own_ms = 0.0
+    own = reader.recognizer.own or (PlateReader(threads=args.threads, recognizer="own")
+                                    .recognizer.own)
+    if own is not None and own.line_card is not None:
+        xo = np.zeros((1, 1, own.line_card.height, own.line_card.width), np.float32)
+        t0 = time.perf_counter()
+        for _ in range(20):
+            own._sess.run(None, {own._input: xo})
+        own_ms = (time.perf_counter() - t0) / 20 * 1000
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load = os.getloadavg()[0]
     print(f"{args.frames} frames 1920x1080, {args.threads} threads, "
@@ -152,7 +185,13 @@ def main() -> int:
           f"geometry {pctl(geom_ms, 50)} + network {pctl(net_ms, 50)} + decoding "
           f"{pctl(decode_ms, 50)} ms (medians)")
     print(f"  OCR per container-number crop: median {pctl(container_ms, 50)} ms")
-    print(f"  PP-OCRv4 network alone, one 48x320 line: {bare_ms:.1f} ms")
+    print(f"  PP-OCRv4 network alone, one 48x320 line: {bare_ms:.1f} ms; own model, one "
+          f"line: {own_ms:.1f} ms")
+    for mode in mode_crop:
+        print(f"  recognizer {mode:8s}: OCR per plate crop median {pctl(mode_crop[mode], 50)} ms"
+              f" p95 {pctl(mode_crop[mode], 95)} ms (CPU {pctl(mode_crop_cpu[mode], 50)} ms);"
+              f" ROI frame median {pctl(mode_frame[mode], 50)} ms (CPU "
+              f"{pctl(mode_frame_cpu[mode], 50)} ms)")
     print(f"  peak RSS {rss_mb:.0f} MiB")
     print(json.dumps({
         "bench": "plate_latency", "median_ms": pctl(wall["roi"], 50),
@@ -167,6 +206,11 @@ def main() -> int:
         "ocr_geometry_ms": pctl(geom_ms, 50), "ocr_network_ms": pctl(net_ms, 50),
         "ocr_decoding_ms": pctl(decode_ms, 50),
         "container_crop_median_ms": pctl(container_ms, 50), "rec_network_ms": round(bare_ms, 1),
+        "own_rec_network_ms": round(own_ms, 1), "recognizer": reader.recognizer.mode,
+        **{f"ocr_crop_{m}_median_ms": pctl(v, 50) for m, v in mode_crop.items()},
+        **{f"ocr_crop_{m}_cpu_ms": pctl(v, 50) for m, v in mode_crop_cpu.items()},
+        **{f"roi_{m}_median_ms": pctl(v, 50) for m, v in mode_frame.items()},
+        **{f"roi_{m}_cpu_ms": pctl(v, 50) for m, v in mode_frame_cpu.items()},
         "load_avg": round(load, 1), "peak_rss_mib": round(rss_mb),
         "threads": args.threads, "target_median_ms": 30}))
     return 0

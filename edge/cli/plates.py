@@ -73,6 +73,9 @@ def read(
                              help="force 1 or 2 text rows for --crops (0: decide per image)"),
     model: Path = typer.Option(None, "--model", help="detector ONNX (default: shipped model)"),
     threads: int = typer.Option(2, "--threads", min=1, help="onnxruntime threads"),
+    recognizer: str = typer.Option(
+        "vote", "--recognizer",
+        help="plate OCR: vote (own model + PP-OCRv4, the default), ppocr, own or cascade"),
 ) -> None:
     """Read plates in IMAGES (full scenes, or plate crops with --crops).
 
@@ -86,8 +89,9 @@ def read(
         raise typer.Exit(2)
     try:
         reader = PlateReader(detector_model=model, threads=threads,
-                             with_detector=not crops or _have_detector(model))
-    except FileNotFoundError as exc:
+                             with_detector=not crops or _have_detector(model),
+                             recognizer=recognizer)
+    except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     failed = 0

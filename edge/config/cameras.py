@@ -112,6 +112,14 @@ class ReaderConfig(Section):
         "roi", description="use the 256 px int8 detector (edge/models/plate_detector_fast.onnx): "
                            "roi = on cameras with a region of interest, always, or never; "
                            "ignored when detector_model is set")
+    recognizer: Literal["ppocr", "own", "cascade", "vote"] = Field(
+        "vote", description="plate OCR: ppocr = PP-OCRv4 alone; own = gate-edge's trained line "
+                             "model (edge/models/plate_recognizer.onnx) alone; cascade = own "
+                             "model first, PP-OCRv4 only when its read is unsure or fits no "
+                             "grammar; vote = both on every crop (docs/plate-reading.md)")
+    cascade_below: float = Field(
+        0.9, ge=0, le=1, description="cascade: PP-OCRv4 also reads a crop whose own-model "
+                                     "selection score is below this")
     settled_reread_every: int = Field(
         5, ge=0, le=100, description="once a vehicle's text is final, read its box again only "
                                      "every Nth frame (skipping OCR in between); 0 = every frame")

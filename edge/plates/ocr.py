@@ -24,7 +24,8 @@ import onnxruntime as ort
 
 from edge.domain.plates import PlateGrammar, classify, default_grammars, rank_candidates
 from edge.plates.ctc import LayoutRead, compress_blanks, decode_layout, greedy
-from edge.plates.rectify import rectify, split_rows
+from edge.plates.linerec import LineModelCard, line_batch, line_image
+from edge.plates.rectify import join_rows, rectify, split_rows
 from edge.plates.runtime import make_session
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,18 @@ class PlateRecognizer:
         self.grammars = list(grammars) if grammars is not None else default_grammars()
         # one session serves every recognizer of a process that uses the same model file
         # (plates and container numbers): one copy of the weights, one warm arena
-        self._sess = shared_session(model_path or rapidocr_rec_model(), threads)
-        meta = self._sess.get_modelmeta().custom_metadata_map
-        self.charset = ["blank", *meta["character"].splitlines(), " "]
+        path = Path(model_path or rapidocr_rec_model())
+        self._sess = shared_session(path, threads)
+        # a model of our own carries its charset and input size in a JSON card beside it
+        # (edge/plates/linerec.py); PP-OCRv4 carries its charset in the ONNX metadata
+        card = path.with_suffix(".json")
+        self.line_card = LineModelCard.load(card) if card.is_file() else None
+        if self.line_card is not None:
+            self.charset = list(self.line_card.charset)
+            join_rows = True  # trained on two-row plates joined into one line
+        else:
+            meta = self._sess.get_modelmeta().custom_metadata_map
+            self.charset = ["blank", *meta["character"].splitlines(), " "]
         self._index = {c: i for i, c in enumerate(self.charset)}
         self._input = self._sess.get_inputs()[0].name
         # how much less likely (nats) the best grammatical path may be than the free read
@@ -155,8 +165,21 @@ class PlateRecognizer:
             self._patterns[pattern] = cached
         return cached
 
+    @property
+    def name(self) -> str:
+        """"own" for gate-edge's trained line model, "ppocr" for PP-OCRv4."""
+        return "ppocr" if self.line_card is None else "own"
+
     def rec_batch(self, rows: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
-        """The recognizer's input for row images (BGR): height 48, one width, zero padding."""
+        """The recognizer's input for row images (BGR).
+
+        PP-OCRv4: height 48, one width, zero padding. Own model: grey lines stretched to the
+        card's fixed size (every frame of the output then belongs to the row).
+        """
+        card = self.line_card
+        if card is not None:
+            lines = [line_image(r, 1, card.height, card.width) for r in rows]
+            return line_batch(lines), [card.width] * len(rows)
         return rec_batch(rows, self.min_width)
 
     def row_probs(self, rows: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -250,7 +273,8 @@ class PlateRecognizer:
             return self.read_rows([plate])
         top, bottom = split_rows(plate)
         if self.join_rows:
-            return self.read_rows([_join_rows(top, bottom)], plate_rows=2)
+            height = self.line_card.height if self.line_card is not None else REC_HEIGHT
+            return self.read_rows([join_rows(top, bottom, height)], plate_rows=2)
         return self.read_rows([top, bottom])
 
     def read(self, crop: np.ndarray, rows: int | None = None, *, thorough: bool = True
@@ -320,15 +344,6 @@ def rec_batch(rows: Sequence[np.ndarray], min_width: int) -> tuple[np.ndarray, l
         batch[i, :, :, :w] = (resized.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
         widths.append(w)
     return batch, widths
-
-
-def _join_rows(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
-    """Both rows of a two-row plate side by side on one line (one recognizer run, not two)."""
-    h = REC_HEIGHT
-    a = cv2.resize(top, (max(8, round(top.shape[1] * h / top.shape[0])), h))
-    b = cv2.resize(bottom, (max(8, round(bottom.shape[1] * h / bottom.shape[0])), h))
-    gap = np.repeat(b[:, :1], h // 2, axis=1)
-    return np.hstack([a, gap, b])
 
 
 def _variants(plate: np.ndarray) -> list[np.ndarray]:

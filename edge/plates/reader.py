@@ -19,6 +19,8 @@ import numpy as np
 from edge.domain import iso6346
 from edge.domain.plates import PlateGrammar, default_grammars
 from edge.plates.detector import FAST_MODEL, Detection, PlateDetector
+from edge.plates.ensemble import DEFAULT_MODE, CombinedRecognizer
+from edge.plates.linerec import OWN_MODEL
 from edge.plates.ocr import OcrResult, PlateRecognizer, cap_changed, selection
 
 log = logging.getLogger(__name__)
@@ -68,17 +70,22 @@ class PlateReader:
     def __init__(self, *, grammars: Sequence[PlateGrammar] | None = None,
                  detector_model: Path | None = None, detector_confidence: float = 0.25,
                  threads: int = 2, with_detector: bool = True,
-                 fast_detector: str = "roi") -> None:
+                 fast_detector: str = "roi", recognizer: str = DEFAULT_MODE,
+                 cascade_below: float = 0.9) -> None:
         """Load the recognizers and the detector(s).
 
         `fast_detector`: "roi" uses the 256 px int8 detector on a region of interest and the
         standard one on full frames; "always" / "never" force one. An explicit
-        `detector_model` is used for everything.
+        `detector_model` is used for everything. `recognizer`: ppocr, own, cascade or vote
+        (`edge.plates.ensemble`).
         """
         if fast_detector not in ("roi", "always", "never"):
             raise ValueError(f"fast_detector must be roi, always or never, not {fast_detector!r}")
         self.grammars = list(grammars) if grammars is not None else default_grammars()
-        self.recognizer = PlateRecognizer(self.grammars, threads=threads)
+        ppocr = PlateRecognizer(self.grammars, threads=threads)
+        own = (PlateRecognizer(self.grammars, threads=threads, model_path=OWN_MODEL)
+               if recognizer != "ppocr" and OWN_MODEL.is_file() else None)
+        self.recognizer = CombinedRecognizer(own, ppocr, recognizer, cascade_below)
         self.containers = PlateRecognizer([ISO6346_GRAMMAR], threads=threads,
                                           free_text_margin=40.0)
         self.detector = (PlateDetector(detector_model, threads=threads,

@@ -82,3 +82,16 @@ def split_rows(crop: np.ndarray) -> list[np.ndarray]:
     cut = split_row_at(crop)
     pad = max(1, h // 30)
     return [crop[: min(h, cut + pad)], crop[max(0, cut - pad) :]]
+
+
+def join_rows(top: np.ndarray, bottom: np.ndarray, height: int) -> np.ndarray:
+    """Both rows of a two-row plate side by side on one line of `height` pixels.
+
+    One recognizer run reads the plate instead of two; a half-height gap of the bottom row's
+    edge colour keeps the last top character and the first bottom one apart.
+    """
+    a = cv2.resize(top, (max(8, round(top.shape[1] * height / max(1, top.shape[0]))), height))
+    b = cv2.resize(bottom, (max(8, round(bottom.shape[1] * height / max(1, bottom.shape[0]))),
+                            height))
+    gap = np.repeat(b[:, :1], height // 2, axis=1)
+    return np.hstack([a, gap, b])

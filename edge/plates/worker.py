@@ -52,7 +52,8 @@ def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
     rc = ReaderConfig.model_validate(reader_cfg)
     reader = PlateReader(detector_model=Path(rc.detector_model) if rc.detector_model else None,
                          detector_confidence=rc.detector_confidence, threads=rc.threads,
-                         fast_detector=rc.fast_detector)
+                         fast_detector=rc.fast_detector, recognizer=rc.recognizer,
+                         cascade_below=rc.cascade_below)
     capture = Capture(cam)
     halt = threading.Event()
 

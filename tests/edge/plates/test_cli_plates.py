@@ -71,3 +71,16 @@ def test_nothing_to_read_is_a_usage_error(tmp_path: Path) -> None:
     proc = run_cli(str(tmp_path), "--json")
     assert proc.returncode == 2
     assert "no images" in proc.stderr
+
+
+@pytest.mark.parametrize("mode", ["own", "ppocr"])
+def test_recognizer_option_keeps_the_json_keys(crops_dir: Path, mode: str) -> None:
+    proc = run_cli(str(crops_dir / "29C73804.png"), "--json", "--crops", "--recognizer", mode)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    assert rec.keys() >= KEYS and rec["text"] == "29C73804"
+
+
+def test_unknown_recognizer_is_a_usage_error(crops_dir: Path) -> None:
+    proc = run_cli(str(crops_dir / "29C73804.png"), "--json", "--crops", "--recognizer", "best")
+    assert proc.returncode == 2 and "recognizer must be" in proc.stderr
