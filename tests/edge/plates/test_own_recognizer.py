@@ -88,6 +88,17 @@ def test_combine_disagreement_keeps_ppocr_and_is_never_sure() -> None:
     assert combine(_res("51F12345", 0.97), _res("51F12346", 0.5)).confidence == 0.5
 
 
+def test_combine_ignores_a_cn_province_only_disagreement() -> None:
+    # the own model reads most provinces as 皖 (its CN training data): no information there
+    best = combine(_res("皖A12B45", 0.9, "CN"), _res("苏A12B45", 0.95, "CN"))
+    assert (best.text, best.confidence) == ("苏A12B45", 0.95)
+    # anywhere else on a CN plate a disagreement still caps the read
+    assert combine(_res("苏A12B46", 0.9, "CN"), _res("苏A12B45", 0.95, "CN")).confidence \
+        == DISAGREE_CAP
+    # and a VN plate's first character is a digit like the others
+    assert combine(_res("61F12345", 0.9), _res("51F12345", 0.95)).confidence == DISAGREE_CAP
+
+
 def test_combine_never_changes_ppocrs_text() -> None:
     assert combine(_res("51F1234X", 0.0, None), _res("51F12345", 0.5)).text == "51F12345"
     best = combine(_res("皖R288M95", 0.05, "CN"), _res("合肥城泊", 0.0, None))
