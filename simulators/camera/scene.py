@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Literal
 
 import cv2
@@ -102,11 +103,22 @@ def _background(w: int, h: int, rng: random.Random, condition: Condition) -> np.
         col = np.array([rng.randint(60, 200) for _ in range(3)], np.uint8)
         img[top : horizon + rng.randint(0, h // 6), x : x + bw] = col
     cv2.line(img, (w // 2, horizon), (w // 2, h), (230, 230, 230), max(2, w // 200))
-    base = img.astype(np.int16)
-    noise = np.empty(img.shape, np.int16)
-    cv2.setRNGSeed(rng.randint(0, 2**31))
-    cv2.randn(noise, np.array([0.0]), np.array([6.0]))
-    return cv2.convertScaleAbs(cv2.add(base, noise))  # saturates to 0..255
+    # Sensor noise: a window of one fixed noise field, shifted per frame. OpenCV's own RNG
+    # (cv2.randn after cv2.setRNGSeed) gave different pixels for the same seed once its thread
+    # pool was up, so a seeded frame was not reproducible and detector tests flaked.
+    dy, dx = rng.randint(0, _NOISE_MARGIN), rng.randint(0, _NOISE_MARGIN)
+    noise = _noise_field(h, w)[dy : dy + h, dx : dx + w]
+    return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+_NOISE_MARGIN = 64
+
+
+@cache
+def _noise_field(h: int, w: int) -> np.ndarray:
+    """Gaussian noise (sigma 6) for frames of this size, with a margin to shift it by."""
+    field = np.random.default_rng(6).normal(0.0, 6.0, (h + _NOISE_MARGIN, w + _NOISE_MARGIN, 3))
+    return np.rint(field).astype(np.int16)
 
 
 def _paste_warped(
