@@ -6,6 +6,11 @@ the lane events to report. No I/O, no threads, no clocks of its own, so the same
 under the real Modbus driver, under the in-process board model of the property tests and in
 the soak benchmark (DESIGN-NOTES §5).
 
+Two pieces of bookkeeping live next door so this module keeps states, decisions and interlocks
+only: ``occupancy`` (what the loops and the photocell have shown over time: settle and
+stuck-loop clocks, direction, tailgating) and ``arm_travel`` (whether the arm reaches the limit
+its command asks for). Both only answer with facts; every decision below is still taken here.
+
 Safety rules enforced here and nowhere else:
 
 * the close coil is energised only while both loops and the photocell read clear; something
@@ -24,7 +29,9 @@ from typing import Any
 
 from ulid import ULID
 
+from gate_controller.arm_travel import ArmTravel
 from gate_controller.config import LaneTiming
+from gate_controller.occupancy import Occupancy
 from gate_controller.signals import (
     BUZZING,
     Alarm,
@@ -86,14 +93,8 @@ class Lane:
         self.resumed = False
         self.ever_read = False
         self._events: list[LaneEvent] = []
-        self._arm_since = now
-        self._arm_reached = False
-        self._hold_from_down = False
-        self._clear_since: float | None = None
-        self._occupied_since: dict[str, float | None] = {"entry_loop": None, "exit_loop": None}
-        self._loop_order: list[str] = []
-        self._tail_loop_cleared = False
-        self._beam_broken = self._beam_cleared = self._tailgated = False
+        self.travel = ArmTravel(now)
+        self.occupancy = Occupancy()
         self._crossed = False
         self._opened_at = now
         self._seen_since_open = False
@@ -148,7 +149,8 @@ class Lane:
         self._drop_alarm(Alarm.FAULT)
         self.held = self.referred = False
         self._drop_alarm(Alarm.HOLD)
-        self._reset_tracking(now, inputs)
+        self.occupancy.reset(now, inputs)
+        self._crossed = False
         if inputs.arm_down and not inputs.arm_up:
             if inputs.occupied:
                 self._set_arm(now, ArmCommand.HOLD)
@@ -399,8 +401,7 @@ class Lane:
         self._seen_since_open = self.inputs.occupied
         self._set_arm(now, ArmCommand.UP)
         self._set_state(LaneState.OPEN)
-        self._tail_loop_cleared = False
-        self._beam_broken = self._beam_cleared = self._tailgated = False
+        self.occupancy.watch_for_tailgating()
         self._emit("opening", event_id=self.presence_id, passage_id=self.passage_id, by=by)
 
     def _enter_closing(self, now: float) -> None:
@@ -414,13 +415,11 @@ class Lane:
         self.held = self.referred = self.resumed = False
         self._drop_alarm(Alarm.HOLD)
         self._drop_alarm(Alarm.TAILGATING)
-        self._loop_order = []
+        self.occupancy.new_vehicle()
         self._crossed = False
-        self._tail_loop_cleared = False
-        self._beam_broken = self._beam_cleared = self._tailgated = False
         self.direction = None
         self._note_direction(inputs)
-        first = self._loop_order[0] if self._loop_order else None
+        first = self.occupancy.first_loop
         self._emit("vehicle_present", event_id=self.presence_id,
                    first_sensor=first or ("photocell" if inputs.photocell else None),
                    inputs=inputs.as_dict())
@@ -439,112 +438,43 @@ class Lane:
         self._drop_alarm(Alarm.TAILGATING)
 
     def _note_direction(self, inputs: Inputs) -> None:
-        for name, on in (("entry_loop", inputs.entry_loop), ("exit_loop", inputs.exit_loop)):
-            if on and name not in self._loop_order:
-                self._loop_order.append(name)
-                if len(self._loop_order) == 2:
-                    self.direction = "forward" if self._loop_order[0] == "entry_loop" else "reverse"
-                    self._emit("direction", event_id=self.presence_id,
-                               passage_id=self.passage_id, direction=self.direction)
+        direction = self.occupancy.note_loops(inputs)
+        if direction is not None:
+            self.direction = direction
+            self._emit("direction", event_id=self.presence_id, passage_id=self.passage_id,
+                       direction=self.direction)
 
     def _check_tailgating(self, inputs: Inputs) -> None:
-        """Report a second vehicle entering before the first has cleared.
-
-        The arrival loop or the photocell beam re-occupied after it had cleared during this
-        passage. Loops cannot separate vehicles closer than a loop's length; the beam (a point
-        sensor) can, so both are watched.
-        """
-        # The loop a vehicle arrives on: the entry loop for forward traffic.
-        arrival = "exit_loop" if self.direction == "reverse" else "entry_loop"
-        second_vehicle = False
-        if getattr(inputs, arrival):
-            second_vehicle = self._tail_loop_cleared
-            self._tail_loop_cleared = False
-        elif self._occupied_seen(arrival):
-            self._tail_loop_cleared = True
-        if inputs.photocell:
-            second_vehicle = second_vehicle or self._beam_cleared
-            self._beam_broken, self._beam_cleared = True, False
-        elif self._beam_broken:
-            self._beam_cleared = True
-        if second_vehicle and not self._tailgated:
-            self._tailgated = True
+        """Report a second vehicle entering before the first has cleared (see Occupancy)."""
+        if self.occupancy.second_vehicle(inputs, self.direction):
             second = self._new_id()
             self._raise_alarm(Alarm.TAILGATING, event_id=self.presence_id,
                               passage_id=self.passage_id, second_event_id=second)
             self._emit("tailgating", event_id=self.presence_id, passage_id=self.passage_id,
                        second_event_id=second, reason="TAILGATING")
 
-    def _occupied_seen(self, loop: str) -> bool:
-        return loop in self._loop_order
-
     def _settled(self, now: float) -> bool:
-        since = self._clear_since
-        return since is not None and now - since >= self.timing.clear_settle_s
+        return self.occupancy.settled(now, self.timing.clear_settle_s)
 
     def _track(self, now: float, inputs: Inputs, previous: Inputs) -> None:
-        if inputs.occupied:
-            self._clear_since = None
-        elif self._clear_since is None:
-            self._clear_since = now
-        for loop in ("entry_loop", "exit_loop"):
-            if getattr(inputs, loop):
-                if self._occupied_since[loop] is None:
-                    self._occupied_since[loop] = now
-            else:
-                self._occupied_since[loop] = None
-        if (self.arm is ArmCommand.UP and inputs.arm_up) or (
-            self.arm is ArmCommand.DOWN and inputs.arm_down
-        ):
-            self._arm_reached = True
+        self.occupancy.track(now, inputs)
+        self.travel.track(self.arm, inputs)
         if inputs.position != previous.position:
             self._emit("barrier", position=inputs.position, arm=self.arm.value)
-
-    def _reset_tracking(self, now: float, inputs: Inputs) -> None:
-        self._clear_since = None if inputs.occupied else now
-        for loop in ("entry_loop", "exit_loop"):
-            # a loop that stays occupied across a reset keeps its clock (stuck-loop detection)
-            since = self._occupied_since[loop]
-            self._occupied_since[loop] = (since if since is not None else now) \
-                if getattr(inputs, loop) else None
-        self._loop_order = []
-        self._tail_loop_cleared = False
-        self._beam_broken = self._beam_cleared = self._tailgated = False
-        self._crossed = False
 
     def _check_faults(self, now: float, inputs: Inputs) -> bool:
         if inputs.arm_up and inputs.arm_down:
             self._enter_fault(now, FaultCode.LIMIT_CONTRADICTION, "both limit switches active")
             return True
-        for loop, since in self._occupied_since.items():
-            if since is not None and now - since >= self.timing.stuck_loop_s:
-                self._enter_fault(now, FaultCode.LOOP_STUCK,
-                                  f"{loop} occupied for {now - since:.0f} s")
-                return True
-        elapsed = now - self._arm_since
-        if self.arm is ArmCommand.UP:
-            if self._arm_reached and inputs.arm_down:
-                self._enter_fault(now, FaultCode.LIMIT_CONTRADICTION,
-                                  "arm-down limit active while the arm is held up")
-                return True
-            if not self._arm_reached and elapsed > self.timing.arm_travel_timeout_s:
-                self._enter_fault(now, FaultCode.ARM_TRAVEL_TIMEOUT,
-                                  f"arm not up {elapsed:.1f} s after the open command")
-                return True
-        elif self.arm is ArmCommand.HOLD and self._hold_from_down and not inputs.arm_down:
-            # nobody told the motor anything: an arm lifted by hand (or a broken switch)
-            self._enter_fault(now, FaultCode.LIMIT_CONTRADICTION,
-                              "arm left the down position without a command")
+        stuck = self.occupancy.stuck_loop(now, self.timing.stuck_loop_s)
+        if stuck is not None:
+            loop, occupied_s = stuck
+            self._enter_fault(now, FaultCode.LOOP_STUCK, f"{loop} occupied for {occupied_s:.0f} s")
             return True
-        elif self.arm is ArmCommand.DOWN:
-            if self._arm_reached and not inputs.arm_down:
-                self._enter_fault(now, FaultCode.LIMIT_CONTRADICTION,
-                                  "arm left the down position without a command")
-                return True
-            if not self._arm_reached and elapsed > self.timing.arm_travel_timeout_s:
-                self._enter_fault(now, FaultCode.ARM_TRAVEL_TIMEOUT,
-                                  f"arm not down {elapsed:.1f} s after the close command")
-                return True
+        found = self.travel.fault(now, self.arm, inputs, self.timing.arm_travel_timeout_s)
+        if found is not None:
+            self._enter_fault(now, *found)
+            return True
         return False
 
     def _enter_fault(self, now: float, code: FaultCode, detail: str) -> None:
@@ -567,9 +497,9 @@ class Lane:
             raise Rejected("board_unreachable", "no good read from the board since the fault")
         if self.inputs.arm_up and self.inputs.arm_down:
             raise Rejected("limit_contradiction", "both limit switches still active")
-        for loop, since in self._occupied_since.items():
-            if since is not None and now - since >= self.timing.stuck_loop_s:
-                raise Rejected("loop_stuck", f"{loop} still occupied; check the loop detector")
+        stuck = self.occupancy.stuck_loop(now, self.timing.stuck_loop_s)
+        if stuck is not None:
+            raise Rejected("loop_stuck", f"{stuck[0]} still occupied; check the loop detector")
         self._emit("reset", officer=cmd.officer, reason=cmd.reason, fault=self.fault)
         self.resume(now, self.inputs, self.outputs())
 
@@ -604,11 +534,7 @@ class Lane:
         if arm is self.arm and not restart:
             return
         self.arm = arm
-        self._arm_since = now
-        self._hold_from_down = arm is ArmCommand.HOLD and self.inputs.arm_down
-        self._arm_reached = (arm is ArmCommand.UP and self.inputs.arm_up) or (
-            arm is ArmCommand.DOWN and self.inputs.arm_down
-        )
+        self.travel.commanded(now, arm, self.inputs)
 
     def _raise_alarm(self, alarm: Alarm, **data: Any) -> None:
         if alarm not in self.alarms:

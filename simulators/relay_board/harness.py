@@ -254,7 +254,7 @@ class LaneHarness:
             return f"{stuck} stuck for {t - since:.1f} s"
         jam = self._fault_since.get("arm_jam")
         if jam is not None and lane.arm is not ArmCommand.HOLD:
-            moving_for = t - max(jam, lane._arm_since)
+            moving_for = t - max(jam, lane.travel.since)
             target_reached = (lane.arm is ArmCommand.UP and model.arm >= 0.999) or (
                 lane.arm is ArmCommand.DOWN and model.arm <= 0.001)
             if not target_reached and moving_for > self.timing.arm_travel_timeout_s + 2 * poll:
