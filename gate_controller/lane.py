@@ -216,6 +216,11 @@ class Lane:
 
     def decide(self, now: float, wall: float, decision: Decision) -> None:
         """Apply gate-edge's decision; raises Rejected with the reason if it may not."""
+        if decision.action not in ("open", "refer", "hold"):
+            # The IPC schema admits only these; an explicit refusal, not an assert, keeps it so
+            # under `python -O` too: anything else must never reach the opening below.
+            raise Rejected("unknown_action", f"decision action {decision.action!r} is not one "
+                                             "of open, refer, hold")
         token_ok: str | None = None
         if decision.action == "open":
             token_ok = self._consume_token(wall, decision)
@@ -247,7 +252,8 @@ class Lane:
             return
         if self.held:
             raise Rejected("held", "this vehicle is on hold; only an officer may open")
-        assert token_ok is not None
+        if token_ok is None:
+            raise Rejected("bad_token", "an opening needs a valid decision token")
         self.passage_id = decision.passage_id
         self._open(now, by="token")
 

@@ -104,6 +104,23 @@ def test_bad_tokens_are_refused_and_arm_stays_down(h: LaneHarness, kind: str, co
     safe(h)
 
 
+def test_an_unknown_action_is_refused_even_without_asserts(h: LaneHarness) -> None:
+    """Only open/refer/hold exist; anything else is a refusal, never an opening.
+
+    The IPC schema rejects other actions first; this pins the lane's own check, which once was
+    an assert (gone under ``python -O``, and then a tokenless opening).
+    """
+    eid = arrive(h)
+    for action in ("close", "OPEN", ""):
+        with pytest.raises(Rejected) as err:
+            h.lane.decide(h.now, h.wall, Decision(action, eid, "P1"))
+        assert err.value.code == "unknown_action"
+    h.run(3)
+    assert h.lane.state is LaneState.DECIDING and h.model.arm == 0.0
+    assert not h.model.coil("barrier_open")
+    safe(h)
+
+
 def test_token_for_previous_vehicle_cannot_open_for_the_next(h: LaneHarness) -> None:
     eid = arrive(h, turn_back_after_s=1.0)
     h.run(15)  # the vehicle turned back; the lane is idle again
