@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from edge.config.cameras import CameraConfig, ReaderConfig
 from edge.config.console import ConsoleConfig
@@ -57,6 +57,16 @@ class GateEdgeConfig(Section):
     console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="officer console")
     plate_grammars: list[PlateGrammarConfig] = Field(
         default_factory=list, description="extra plate layouts (Laos, Cambodia, ...)")
+
+    @model_validator(mode="after")
+    def _vote_sure_follows_policy(self) -> GateEdgeConfig:
+        # The vote's "sure" is the matcher's LOW_CONFIDENCE line unless set on its own: a text
+        # the vote calls sure must not be one the matcher refers as unsure.
+        if "vote_sure" in self.plate_reader.model_fields_set:
+            return self
+        reader = self.plate_reader.model_copy(
+            update={"vote_sure": self.policy.min_plate_confidence})
+        return self.model_copy(update={"plate_reader": reader})
 
     def grammars(self) -> list[PlateGrammar]:
         """Built-in grammars plus the configured ones."""

@@ -136,5 +136,15 @@ class ReaderConfig(Section):
                     "default) turns that shortcut off, so every read needs vote_frames "
                     "agreeing frames: single frames at confidence 1.0 have dropped or added a "
                     "character of a plate")
+    vote_sure: float = Field(
+        0.80, ge=0, le=1,
+        description="a read at or above this confidence is sure (default: "
+                    "policy.min_plate_confidence). A text with a sure read is final after "
+                    "vote_frames agreeing frames, one without after vote_unsure_frames")
+    vote_unsure_frames: int = Field(
+        4, ge=1, le=40,
+        description="agreeing frames that make a text final when none of its reads is sure "
+                    "(it is then reported unsure, and the matcher refers it LOW_CONFIDENCE); "
+                    "waiting lets a sure frame come first. Never fewer than vote_frames")
     vote_window_s: float = Field(
         4.0, gt=0, le=60, description="reads further apart than this belong to different vehicles")

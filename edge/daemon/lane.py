@@ -45,9 +45,10 @@ log = logging.getLogger(__name__)
 #: wakes it at once, so this bounds only the settle timer's overshoot
 TICK_S = 0.02
 PRE_ROLL_CROPS = 50
-# Reasons that may only mean "not read yet": worth waiting for until the deadline.
+# Reasons that may only mean "not read yet" (or "not read surely yet": more frames of a plate
+# can make its read sure): worth waiting for until the deadline.
 LATE_READS = {ReasonCode.CONTAINER_MISSING, ReasonCode.SEAL_MISSING, ReasonCode.TRAILER_NOT_READ,
-              ReasonCode.PLATE_NOT_READ}
+              ReasonCode.PLATE_NOT_READ, ReasonCode.LOW_CONFIDENCE}
 _BARRIER = {"up": "up", "down": "down", "between": "moving", "contradictory": "unknown"}
 # Events worth keeping with the passage (what the barrier did for this truck).
 _PASSAGE_EVENTS = {"state", "opening", "direction", "tailgating", "cleared", "reopened",
@@ -96,7 +97,8 @@ class LaneRuntime:
         self.assembler = LaneAssembler(
             lane.id, AssemblyTiming(pre_roll=timing.pre_roll, settle=timing.settle,
                                     deadline=timing.deadline, trailer_wait=timing.trailer_wait),
-            expects_trailer=any(name in rear for name in lane.cameras))
+            expects_trailer=any(name in rear for name in lane.cameras),
+            sure=cfg.policy.min_plate_confidence)
         self.controller_state = "unknown"
         self.event_id: str | None = None
         self._present_mono: float | None = None
@@ -338,7 +340,7 @@ class LaneRuntime:
     def _waiting(self, session: PassageSession, now: datetime) -> bool:
         """Held back for late reads, and nothing new arrived, and the deadline is not reached."""
         held = self._held_back.get(session.id)
-        return (held is not None and held == _read_count(session)
+        return (held is not None and held == session.revision
                 and now - session.opened_at < self.cfg.passages.deadline)
 
     async def _decide(self, session: PassageSession) -> None:
@@ -379,7 +381,7 @@ class LaneRuntime:
         decision = await self.store.decide(session.reads(at), self.lane)
         if decision.outcome == Outcome.OPEN or not set(decision.reasons) <= LATE_READS:
             return False
-        self._held_back[session.id] = _read_count(session)
+        self._held_back[session.id] = session.revision
         return True
 
     async def _record_decision(self, session: PassageSession, at: datetime) -> Passage:
@@ -514,11 +516,6 @@ def _read_label(read: Read) -> str:
     if isinstance(read, SealRead):
         return f"{read.seal_id} ({read.status.value})"
     return f"{read.text} ({getattr(read, 'role', 'container')})"
-
-
-def _read_count(session: PassageSession) -> int:
-    return (len(session.tractor) + len(session.trailer) + len(session.containers)
-            + sum(seal.count for seal in session.seals))
 
 
 def _compact(ev: dict[str, Any]) -> dict[str, Any]:

@@ -57,9 +57,12 @@ class PassageSession:
     last_read_at: datetime | None = None
     decided_at: datetime | None = None
     cleared_at: datetime | None = None
+    sure: float = 0.80  # the matcher's LOW_CONFIDENCE line (policy.min_plate_confidence)
+    revision: int = 0  # reads attached so far, kept or not: a lane holding back sees news by it
 
     def add(self, read: Read, at: datetime) -> None:
         """Attach one read; seal reads of a seal already seen add to its count."""
+        self.revision += 1
         if isinstance(read, PlateRead):
             reads = self.trailer if read.role == "trailer" else self.tractor
             for i, prior in enumerate(reads):
@@ -69,7 +72,15 @@ class PassageSession:
                     self.last_read_at = at
                     return          # the same plate with a character missing: not a 2nd plate
                 if dropped_one(prior.text, read.text):
-                    reads[i] = read  # the full plate after a short read: it replaces it
+                    # The full plate after a short read replaces it, unless only the short
+                    # read is sure: a frame edge read as a digit adds a character too.
+                    if read.confidence >= self.sure or prior.confidence < self.sure:
+                        reads[i] = read
+                    self.last_read_at = at
+                    return
+                if fold_confusables(prior.text) == fold_confusables(read.text):
+                    if read.confidence > prior.confidence:
+                        reads[i] = read  # the camera's vote again, surer after more frames
                     self.last_read_at = at
                     return
             reads.append(read)
@@ -104,8 +115,9 @@ class LaneAssembler:
     """Cuts one lane's events and reads into passages (see module docstring)."""
 
     def __init__(self, lane: str, timing: AssemblyTiming | None = None,
-                 expects_trailer: bool = True) -> None:
+                 expects_trailer: bool = True, sure: float = 0.80) -> None:
         self.lane = lane
+        self.sure = sure
         self.timing = timing or AssemblyTiming()
         self.expects_trailer = expects_trailer
         self.current: PassageSession | None = None
@@ -116,7 +128,8 @@ class LaneAssembler:
         if self.current is not None and self.current.decided_at is None:
             # Still undecided: the same truck rolled off and on the loop. Keep its passage.
             return self.current
-        session = PassageSession(lane=self.lane, opened_at=at, controller_event=event_id)
+        session = PassageSession(lane=self.lane, opened_at=at, controller_event=event_id,
+                                 sure=self.sure)
         self._forget_before(at - self.timing.pre_roll)
         for read_at, read in self._recent:
             session.add(read, read_at)

@@ -39,7 +39,9 @@ class LiveReader:
         self.roi = roi
         self.voters = {kind: PlateVoter(frames=rc.vote_frames, confidence=rc.vote_confidence,
                                         window_s=rc.vote_window_s,
-                                        min_confidence=rc.min_read_confidence)
+                                        min_confidence=rc.min_read_confidence,
+                                        sure=rc.vote_sure,
+                                        unsure_frames=rc.vote_unsure_frames)
                        for kind in ("plate", "container")}
         # boxes whose text is final are not read again in every frame (OCR is most of a frame)
         self.tracks = SettledTracks(reread_every=rc.settled_reread_every)

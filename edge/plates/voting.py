@@ -1,10 +1,13 @@
 """Multi-frame voting: one final read per vehicle from many per-frame reads (DESIGN-NOTES §10).
 
 A camera sees a truck in many frames; single frames misread under glare or blur. Reads are
-clustered per vehicle — same confusable-folded text, or one character apart, within a time
-window — and a cluster's text is final after `frames` agreeing reads, or at once when one read
-reaches `confidence`. The best-scoring crop is kept as evidence. A final text is emitted once
-per cluster; later frames of the same truck only strengthen it.
+clustered per vehicle — same confusable-folded text, or one edit apart, within a time window —
+and a cluster's text is final after `frames` agreeing reads of which one is sure (at least
+`sure`), after `unsure_frames` agreeing reads when none is, or at once when one read reaches
+`confidence`. A final text carries its best frame's confidence: frames of one camera repeat
+one reader's mistakes, so their agreement is no independent evidence. The best-scoring crop is
+kept as evidence. A final text is emitted once per cluster, again only if more frames change it
+or make an unsure text sure.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class VoteResult:
 class _Cluster:
     obs: list[Observation] = field(default_factory=list)
     emitted: str | None = None
+    emitted_confidence: float = 0.0
 
     @property
     def last(self) -> float:
@@ -58,19 +62,32 @@ class _Cluster:
 
 
 def _near(a: str, b: str) -> bool:
-    """Same vehicle? Equal after folding confusables, or one substitution apart."""
+    """Same vehicle? Equal after folding confusables, or one edit apart.
+
+    One edit is a substitution, or one character dropped or added: a frame cuts a plate's
+    last digit off, or reads the plate frame's edge as a ``1`` (``29R104567`` for
+    ``29R04567``). Such a read must meet the truck's other reads in one vote, or it becomes a
+    vehicle of its own, final on two frames that agree only on the same mistake.
+    """
     fa, fb = fold_confusables(a), fold_confusables(b)
     if fa == fb:
         return True
-    return len(fa) == len(fb) and sum(x != y for x, y in zip(fa, fb, strict=True)) <= 1
+    if len(fa) == len(fb):
+        return sum(x != y for x, y in zip(fa, fb, strict=True)) <= 1
+    short, long_ = sorted((fa, fb), key=len)
+    return len(long_) == len(short) + 1 and any(long_[:i] + long_[i + 1:] == short
+                                                for i in range(len(long_)))
 
 
 class PlateVoter:
     """Clusters reads of one camera and decides when a text is final."""
 
     def __init__(self, *, frames: int = 2, confidence: float = 0.9, window_s: float = 4.0,
-                 min_confidence: float = 0.3) -> None:
+                 min_confidence: float = 0.3, sure: float = 0.0,
+                 unsure_frames: int | None = None) -> None:
         self.frames = frames
+        self.sure = sure
+        self.unsure_frames = max(frames, unsure_frames if unsure_frames is not None else frames)
         self.confidence = confidence
         self.window_s = window_s
         self.min_confidence = min_confidence
@@ -101,16 +118,25 @@ class PlateVoter:
         best = max(support, key=lambda o: o.confidence)
         # confidence 1.0 means "no single-frame shortcut" (a truncated read can score 1.0 too)
         alone = self.confidence < 1.0 and best.confidence >= self.confidence
-        final = len(support) >= self.frames or alone
-        if not final or cluster.emitted == text:
+        sure = best.confidence >= self.sure
+        final = len(support) >= (self.frames if sure else self.unsure_frames) or alone
+        if not final:
             return None
-        if cluster.emitted is not None:
+        if cluster.emitted == text:
+            if not (sure and cluster.emitted_confidence < self.sure):
+                return None
+            log.info("vote made %s sure after more frames (%.2f -> %.2f)", text,
+                     cluster.emitted_confidence, best.confidence)
+        elif cluster.emitted is not None:
             log.info("vote changed %s -> %s after more frames", cluster.emitted, text)
         cluster.emitted = text
+        cluster.emitted_confidence = best.confidence
         total = sum(o.confidence for o in cluster.obs)
         cands = [(t, round(sum(o.confidence for o in os_) / total, 4)) for t, os_ in ranked[:5]]
-        conf = min(1.0, max(best.confidence, sum(o.confidence for o in support) / total))
-        return VoteResult(text=text, confidence=round(conf, 4), frames=len(support),
+        # The text's best frame, never more: frames of one camera repeat one reader's mistake
+        # (a frame edge read as a digit in every frame), so agreement is not independent
+        # evidence, and a read the OCR vote marked unsure (own model disagreeing) stays unsure.
+        return VoteResult(text=text, confidence=round(best.confidence, 4), frames=len(support),
                           grammar=best.grammar, bbox=best.bbox, crop=best.crop,
                           candidates=cands, first_seen=cluster.obs[0].time,
                           decided_at=obs.time)

@@ -50,6 +50,15 @@ def test_minimal_config_uses_defaults(tmp_path: Path) -> None:
     assert cfg.policy.auto_open_channels == ["green", "yellow"]
 
 
+def test_the_votes_sure_line_follows_the_policy_unless_set(tmp_path: Path) -> None:
+    """A text the camera's vote calls sure must not be one the matcher refers as unsure."""
+    cfg = load_config(write(tmp_path, MINIMAL + "policy: {min_plate_confidence: 0.9}\n"))
+    assert cfg.plate_reader.vote_sure == 0.9
+    cfg = load_config(write(tmp_path, MINIMAL + "policy: {min_plate_confidence: 0.9}\n"
+                                                "plate_reader: {vote_sure: 0.7}\n"))
+    assert cfg.plate_reader.vote_sure == 0.7
+
+
 def test_unknown_key_names_line_and_allowed_keys(tmp_path: Path) -> None:
     text = MINIMAL + "policy:\n  max_cache_ag: 6h\n"
     [msg] = errors(write(tmp_path, text))

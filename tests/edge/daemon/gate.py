@@ -35,11 +35,9 @@ DECLARATION = {
     "trader": {"tax_code": "0109876543", "name": "Cong ty CP Logistics Ha Noi", "aeo": False},
     "valid_from": "2026-01-01T00:00:00+07:00", "valid_until": "2030-12-31T23:59:59+07:00",
 }
-# The rig's truck shows no trailer plate (the policy below does not require one): these tests
-# are about the daemon and its faults, and the reader sometimes reads the simulator's drawn
-# two-row trailer plate 29R04567 as 29R104567 in agreeing frames (issue 6); the scenario lab
-# and the matcher tests cover trailers.
-TRUCK = {"tractor_plate": "29C73804", "containers": ["TGHU7654320"], "duration_s": 12}
+# Its tractor and its two-row trailer plate are read from the camera pixels like any other.
+TRUCK = {"tractor_plate": "29C73804", "trailer_plate": "29R04567",
+         "containers": ["TGHU7654320"], "duration_s": 12}
 
 
 def write_config(tmp: Path, *, mqtt_port: int, camera_url: str, seal_port: str,
@@ -82,7 +80,7 @@ mqtt:
   backoff_max: 1s
   alarm_interval: 0s
 storage: {{dir: {tmp / "var"}}}
-policy: {{max_cache_age: 1d, require_trailer_read: false}}
+policy: {{max_cache_age: 1d}}
 console: {{enabled: true, host: 127.0.0.1, port: {console_port}, secure_cookies: false}}
 """
     path = tmp / "gate-edge.yaml"

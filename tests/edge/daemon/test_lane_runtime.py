@@ -139,3 +139,63 @@ def test_a_refer_for_a_read_still_missing_waits_for_it(tmp_path: Path) -> None:
     asyncio.run(main())
     [(_, outcome, _)] = rows(tmp_path)
     assert outcome == "open"
+
+
+def test_an_unsure_plate_read_waits_for_a_sure_one(tmp_path: Path) -> None:
+    """The camera's vote first finds the plate unsure, more frames make it sure: opened.
+
+    Early frames of a far plate can leave the recognizers disagreeing (confidence capped
+    below policy.min_plate_confidence); referring then would send a cleared truck to an
+    officer for what the next frames settle. Until the deadline the lane waits for them.
+    """
+    async def main() -> None:
+        cfg = config(tmp_path, deadline="10s")
+        cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(
+            update={"require_seal_read": False})})
+        cache = ManifestCache.open(cfg.storage.cache_path)
+        cache.upsert_manifests([factories.manifest()])
+        cache.set_meta(signed_at=utcnow().isoformat())
+        cache.close()
+        lane, store, _ = await started(tmp_path, cfg)
+        try:
+            lane.on_event({"event": "vehicle_present", "event_id": "E1"})
+            lane.add_read(plate("51C12345").model_copy(update={"confidence": 0.79}))
+            lane.add_read(PlateRead(lane="in-1", camera="cam-rear", role="trailer",
+                                    text="51R01234", confidence=0.95, grammar="VN-2ROW"))
+            lane.add_read(ContainerRead(lane="in-1", camera="cam-rear", text="MSKU1234565",
+                                        confidence=0.93))
+            await asyncio.sleep(1.0)                # settled, but the plate is unsure
+            assert lane.decided == 0 and lane.pending()
+            lane.add_read(plate("51C12345"))        # the vote made it sure (0.97)
+            await until(lambda: lane.decided == 1)
+        finally:
+            await lane.stop()
+            await store.close()
+
+    asyncio.run(main())
+    [(_, outcome, _)] = rows(tmp_path)
+    assert outcome == "open"
+
+
+def test_a_plate_that_stays_unsure_is_referred_at_the_deadline(tmp_path: Path) -> None:
+    async def main() -> None:
+        cfg = config(tmp_path, deadline="2s")
+        cache = ManifestCache.open(cfg.storage.cache_path)
+        cache.upsert_manifests([factories.manifest()])
+        cache.set_meta(signed_at=utcnow().isoformat())
+        cache.close()
+        lane, store, _ = await started(tmp_path, cfg)
+        try:
+            lane.on_event({"event": "vehicle_present", "event_id": "E1"})
+            lane.add_read(plate("51C12345").model_copy(update={"confidence": 0.6}))
+            await until(lambda: lane.decided == 1)
+        finally:
+            await lane.stop()
+            await store.close()
+
+    asyncio.run(main())
+    [(_, outcome, _)] = rows(tmp_path)
+    assert outcome == "refer"
+    with sqlite3.connect(tmp_path / "var" / "records.db") as db:
+        [reasons] = db.execute("SELECT reasons FROM decisions").fetchone()
+    assert "LOW_CONFIDENCE" in reasons

@@ -95,3 +95,48 @@ def test_confidence_one_turns_the_single_frame_shortcut_off() -> None:
     assert voter.add(obs("29R04567", 1.0, 0.2)) is None
     final = voter.add(obs("29R04567", 0.98, 0.4))
     assert final is not None and final.text == "29R04567" and final.frames == 2
+
+
+def test_a_read_with_an_added_character_joins_the_trucks_vote() -> None:
+    """29R704567 / 29R104567 (the plate frame's edge read as a digit) after 29R04567 was final.
+
+    One edit apart, insertions included, is the same vehicle: in a cluster of its own, two
+    frames agreeing on the mistake made a second final read (issue 6, the simulated rear
+    camera: 2 of 10 trucks).
+    """
+    v = PlateVoter(frames=2, confidence=1.0, sure=0.8)
+    v.add(obs("29R04567", 0.97, 0.0))
+    assert v.add(obs("29R04567", 0.95, 0.2)) is not None
+    assert v.add(obs("29R704567", 0.79, 0.4)) is None
+    assert v.add(obs("29R704567", 0.79, 0.6)) is None
+    assert v.add(obs("29R104567", 0.79, 0.8)) is None
+    assert v.add(obs("29R0456", 0.9, 1.0)) is None  # a dropped digit, too
+
+
+def test_a_final_read_carries_its_best_frames_confidence() -> None:
+    """Agreeing frames repeat one reader's mistake; they do not make an unsure read sure."""
+    v = PlateVoter(frames=2, confidence=1.0, sure=0.0)
+    v.add(obs("51C12345", 0.7, 0.0))
+    final = v.add(obs("51C12345", 0.6, 0.2))
+    assert final is not None and final.confidence == 0.7
+
+
+def test_an_unsure_text_waits_for_more_frames_and_a_sure_frame_upgrades_it() -> None:
+    v = PlateVoter(frames=2, confidence=1.0, sure=0.8, unsure_frames=4)
+    # two unsure frames agreeing on a mistake are not final yet...
+    assert v.add(obs("29R104567", 0.79, 0.0)) is None
+    assert v.add(obs("29R104567", 0.78, 0.2)) is None
+    # ...so the right text, sure in two frames, is final first
+    assert v.add(obs("29R04567", 0.97, 0.4)) is None
+    final = v.add(obs("29R04567", 0.96, 0.6))
+    assert final is not None and (final.text, final.confidence) == ("29R04567", 0.97)
+
+    w = PlateVoter(frames=2, confidence=1.0, sure=0.8, unsure_frames=4)
+    results = [w.add(obs("51C12345", 0.75, 0.1 * i)) for i in range(4)]
+    assert results[:3] == [None, None, None]
+    unsure = results[3]
+    assert unsure is not None and unsure.confidence == 0.75 and unsure.frames == 4
+    assert w.add(obs("51C12345", 0.7, 0.5)) is None       # still unsure: not emitted again
+    sure = w.add(obs("51C12345", 0.92, 0.6))
+    assert sure is not None and sure.confidence == 0.92  # made sure: emitted again, once
+    assert w.add(obs("51C12345", 0.95, 0.7)) is None
