@@ -35,8 +35,14 @@ def _evidence(crop: Any) -> bytes | None:
 
 
 def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
-                out: Any, stop: Any, occupied: Any, log_level: int = logging.INFO) -> None:
-    """Process entry: everything heavy (OpenCV, onnxruntime) is created here, in the child."""
+                out: Any, stop: Any, occupied: Any, log_level: int = logging.INFO,
+                daemon_pid: int | None = None) -> None:
+    """Process entry: everything heavy (OpenCV, onnxruntime) is created here, in the child.
+
+    `daemon_pid` is the pid of the process that started the worker, taken in that process:
+    asking os.getppid() here, after seconds of model loading, gave 1 when the daemon had been
+    SIGKILLed in the meantime, and the orphan then kept running for good.
+    """
     from edge.logging_setup import configure_logging
     # A spawned child starts with no logging set up: without this, a camera that cannot be
     # reached would reconnect in silence. stderr goes to the same journal as the daemon's.
@@ -57,7 +63,7 @@ def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
     capture = Capture(cam)
     halt = threading.Event()
 
-    parent = os.getppid()
+    parent = daemon_pid if daemon_pid is not None else os.getppid()
 
     def watch() -> None:  # mirror the cross-process events into the capture thread
         while not halt.is_set():
@@ -119,7 +125,7 @@ class CameraWorker:
             target=worker_main, name=f"camera-{camera.name}", daemon=True,
             args=(camera.model_dump(mode="json"), reader.model_dump(mode="json"), lane,
                   self.queue, self.stop_event, self.occupied,
-                  logging.getLogger().getEffectiveLevel()))
+                  logging.getLogger().getEffectiveLevel(), os.getpid()))
 
     def start(self) -> None:
         """Start the process."""
