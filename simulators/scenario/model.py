@@ -27,6 +27,7 @@ from edge.domain.model import (
     normalize_seal_id,
 )
 from edge.domain.plates import VN_TRAILER, classify, default_grammars, normalize_plate
+from gate_controller.signals import FaultCode
 from gate_controller.yamlconfig import (
     ConfigError,
     ConfigIssue,
@@ -275,6 +276,11 @@ class Scenario(_Strict):
     defaults: Defaults = Field(default_factory=Defaults, description="settings for every truck")
     trucks: list[TruckSpec] = Field(..., min_length=1, description="trucks, with their times")
     faults: list[Fault] = Field(default_factory=list, description="faults, with their times")
+    expect_lane_faults: list[FaultCode] = Field(
+        default_factory=list,
+        description="gate-controller fault codes the scenario provokes (e.g. ARM_TRAVEL_TIMEOUT "
+                    "after an arm_jam); each must be reported, and any other lane fault fails "
+                    "the run: a lane in fault waits for an officer")
 
     def lane_ids(self) -> list[str]:
         """Ids of the lab's lanes."""

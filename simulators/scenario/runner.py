@@ -411,9 +411,12 @@ class ScenarioRunner:
         problems = list(self.errors)
         if gaps:
             problems.append(f"the centre is missing outbox seq(s) {gaps[:10]}: messages lost")
+        faults = [(lane, e) for lane, watcher in self.watchers.items()
+                  for e in watcher.snapshot() if e.get("event") == "fault"]
         lane_faults = [f"{e.get('ts')} {lane}: {e.get('code')} {e.get('detail') or ''}".rstrip()
-                       for lane, watcher in self.watchers.items()
-                       for e in watcher.snapshot() if e.get("event") == "fault"]
+                       for lane, e in faults]
+        problems += judge_lane_faults(self.spec.expect_lane_faults,
+                                      [(lane, str(e.get("code"))) for lane, e in faults])
         return ScenarioResult(self.spec.name, self.lab.dir, outcomes, len(received), gaps,
                               self.fault_log, problems, lane_faults)
 
@@ -483,6 +486,21 @@ def pair_events(trucks: Sequence[tuple[int, TruckSpec]], events: Sequence[dict[s
         pairs[n] = event["event_id"]
         waiting = [m for m in waiting if m > n]   # no overtaking in a lane: earlier ones were missed
     return pairs
+
+
+def judge_lane_faults(expected: Sequence[str], seen: Sequence[tuple[str, str]]) -> list[str]:
+    """Problems with the lane faults gate-controller reported, as (lane, code) pairs.
+
+    A lane in fault stops automating until an officer resets it, so a fault the scenario did
+    not provoke is a failure even when every truck's decision was right.
+    """
+    problems = [f"lane {lane} went into fault {code}, which the scenario does not expect "
+                f"(list it under expect_lane_faults if a fault of the scenario provokes it)"
+                for lane, code in seen if code not in expected]
+    codes = {code for _, code in seen}
+    problems += [f"expected lane fault {code} was never reported" for code in expected
+                 if code not in codes]
+    return problems
 
 
 def _compare(out: TruckOutcome, trucks: Sequence[TruckSpec] = ()) -> None:

@@ -10,7 +10,13 @@ import pytest
 from edge.domain.model import Outcome
 from gate_controller.yamlconfig import ConfigError
 from simulators.scenario.model import TruckExpect, load_scenario
-from simulators.scenario.runner import TruckOutcome, _compare, pair_events, time_to_entry_loop
+from simulators.scenario.runner import (
+    TruckOutcome,
+    _compare,
+    judge_lane_faults,
+    pair_events,
+    time_to_entry_loop,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "config" / "scenarios"
@@ -202,3 +208,19 @@ def test_speed_compresses_the_timeline_but_not_the_driving() -> None:
     assert times["fault: MQTT broker stops"] == outage.at / 2
     assert times["fault cleared: MQTT broker back"] == (outage.at + outage.duration_s) / 2
     assert [a.at for a in plan] == sorted(a.at for a in plan)
+
+
+def test_lane_faults_fail_the_run_unless_the_scenario_expects_them(tmp_path: Path) -> None:
+    """A lane in fault waits for an officer: unprovoked, it is a failure of the run."""
+    assert judge_lane_faults([], []) == []
+    [msg] = judge_lane_faults([], [("in-1", "READBACK_MISMATCH")])
+    assert "lane in-1 went into fault READBACK_MISMATCH" in msg and "expect_lane_faults" in msg
+    assert judge_lane_faults(["ARM_TRAVEL_TIMEOUT"], [("in-2", "ARM_TRAVEL_TIMEOUT")]) == []
+    assert judge_lane_faults(["LOOP_STUCK"], []) == [
+        "expected lane fault LOOP_STUCK was never reported"]
+    spec = load_scenario(write(tmp_path, "name: x\ntrucks:\n" + TRUCK
+                               + "expect_lane_faults: [ARM_TRAVEL_TIMEOUT]\n")).spec
+    assert spec.expect_lane_faults == ["ARM_TRAVEL_TIMEOUT"]
+    (msg,) = problems(write(tmp_path, "name: x\ntrucks:\n" + TRUCK
+                            + "expect_lane_faults: [ARM_BROKEN]\n"))
+    assert "expect_lane_faults[0]" in msg and "LOOP_STUCK" in msg
