@@ -156,6 +156,13 @@ class Lane:
                 self._set_arm(now, ArmCommand.HOLD)
                 self._new_presence(now, inputs)
             else:
+                if self.presence_id is not None:
+                    # The vehicle announced before (manual mode, a fault) left while the lane
+                    # was not ours: close its passage for gate-edge. Whether it crossed the arm
+                    # line nobody watched, so `passed` is unknown (null), never a guess.
+                    self._emit("cleared", event_id=self.presence_id, passage_id=self.passage_id,
+                               passed=None, direction=self.direction, reason="left_unwatched")
+                    self._finish_passage()
                 self._set_state(LaneState.IDLE)
                 self._set_arm(now, ArmCommand.DOWN)
         else:

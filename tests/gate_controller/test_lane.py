@@ -311,6 +311,25 @@ def test_manual_mode_keeps_interlocks(h: LaneHarness) -> None:
     safe(h)
 
 
+def test_a_vehicle_that_left_in_manual_mode_is_cleared_on_return_to_auto(h: LaneHarness) -> None:
+    """gate-edge gets `cleared` for the vehicle it was told about, with `passed` unknown.
+
+    Without it the lane went idle still carrying that vehicle's ids, and gate-edge kept its
+    passage open: manual mode does not watch the arm line, so passed is null, not a guess.
+    """
+    eid = arrive(h, turn_back_after_s=3.0)
+    assert h.officer("manual")["ok"]
+    h.run(15)                                   # the vehicle reversed out while in manual
+    assert not h.lane.inputs.occupied
+    assert h.officer("auto")["ok"]
+    h.run(0.5)
+    assert h.lane.state is LaneState.IDLE and h.lane.presence_id is None
+    [cleared] = [e for e in events(h, "cleared") if e["event_id"] == eid]
+    assert cleared["passed"] is None and cleared["reason"] == "left_unwatched"
+    assert h.lane.snapshot()["event_id"] is None
+    safe(h)
+
+
 def test_officer_close_refused_while_occupied(h: LaneHarness) -> None:
     arrive(h, stops=[(1.0, 10.0)])
     h.officer("open")
