@@ -57,6 +57,15 @@ def decisions(tmp: Path) -> int:
         return int(db.execute("SELECT count(*) FROM decisions").fetchone()[0])
 
 
+def with_cleared_truck(cfg: GateEdgeConfig, **policy: Any) -> GateEdgeConfig:
+    """A fresh cache holding the factory's released declaration; policy overrides applied."""
+    cache = ManifestCache.open(cfg.storage.cache_path)
+    cache.upsert_manifests([factories.manifest()])
+    cache.set_meta(signed_at=utcnow().isoformat())
+    cache.close()
+    return cfg.model_copy(update={"policy": cfg.policy.model_copy(update=policy)})
+
+
 async def started(tmp: Path, cfg: GateEdgeConfig) -> tuple[LaneRuntime, DaemonStore, LaneFeed]:
     store = DaemonStore(cfg)
     await store.open()
@@ -114,13 +123,7 @@ def test_a_truck_that_leaves_undecided_is_still_recorded(tmp_path: Path) -> None
 def test_a_refer_for_a_read_still_missing_waits_for_it(tmp_path: Path) -> None:
     """The container comes into the rear camera's view late: the truck is opened, not referred."""
     async def main() -> None:
-        cfg = config(tmp_path, deadline="10s")
-        cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(
-            update={"require_seal_read": False})})
-        cache = ManifestCache.open(cfg.storage.cache_path)
-        cache.upsert_manifests([factories.manifest()])
-        cache.set_meta(signed_at=utcnow().isoformat())
-        cache.close()
+        cfg = with_cleared_truck(config(tmp_path, deadline="10s"), require_seal_read=False)
         lane, store, _ = await started(tmp_path, cfg)
         try:
             lane.on_event({"event": "vehicle_present", "event_id": "E1"})
@@ -149,13 +152,7 @@ def test_an_unsure_plate_read_waits_for_a_sure_one(tmp_path: Path) -> None:
     officer for what the next frames settle. Until the deadline the lane waits for them.
     """
     async def main() -> None:
-        cfg = config(tmp_path, deadline="10s")
-        cfg = cfg.model_copy(update={"policy": cfg.policy.model_copy(
-            update={"require_seal_read": False})})
-        cache = ManifestCache.open(cfg.storage.cache_path)
-        cache.upsert_manifests([factories.manifest()])
-        cache.set_meta(signed_at=utcnow().isoformat())
-        cache.close()
+        cfg = with_cleared_truck(config(tmp_path, deadline="10s"), require_seal_read=False)
         lane, store, _ = await started(tmp_path, cfg)
         try:
             lane.on_event({"event": "vehicle_present", "event_id": "E1"})
@@ -179,11 +176,7 @@ def test_an_unsure_plate_read_waits_for_a_sure_one(tmp_path: Path) -> None:
 
 def test_a_plate_that_stays_unsure_is_referred_at_the_deadline(tmp_path: Path) -> None:
     async def main() -> None:
-        cfg = config(tmp_path, deadline="2s")
-        cache = ManifestCache.open(cfg.storage.cache_path)
-        cache.upsert_manifests([factories.manifest()])
-        cache.set_meta(signed_at=utcnow().isoformat())
-        cache.close()
+        cfg = with_cleared_truck(config(tmp_path, deadline="2s"))
         lane, store, _ = await started(tmp_path, cfg)
         try:
             lane.on_event({"event": "vehicle_present", "event_id": "E1"})
