@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import shutil
+import sqlite3
 import time
 from datetime import datetime
 from typing import Any, Protocol
@@ -108,6 +111,7 @@ class LaneRuntime:
         self._resuming: asyncio.Task[None] | None = None
         self._sent: dict[str, tuple[str, list[str]]] = {}
         self._failures = 0
+        self._failing_since = 0.0
         self._retry_after = 0.0
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -349,22 +353,48 @@ class LaneRuntime:
             self.assembler.decided(session, at)
             self._held_back.pop(session.id, None)
             passage = await self._record_decision(session, at)
-        except Exception:
+        except Exception as exc:
             # Nothing was recorded, so nothing was sent: the barrier stays shut and the passage
             # is tried again in a second (a full disk freed, a locked file released).
             self._failures += 1
+            if self._failures == 1:
+                self._failing_since = time.monotonic()
+            full = _disk_full(exc)
             if self._failures == 1 or self._failures % 60 == 0:
-                log.exception("lane %s: passage %s could not be decided or saved (%d tries); "
-                              "the barrier stays shut, retrying every second", self.lane.id,
-                              session.id, self._failures)
+                if full:
+                    self._log_disk_full(session, exc)
+                else:
+                    log.exception("lane %s: passage %s could not be decided or saved (try %d); "
+                                  "the barrier stays shut, retrying every second",
+                                  self.lane.id, session.id, self._failures)
             session.decided_at = None
             self._retry_after = time.monotonic() + 1.0
-            self.feed.update_lane(self.lane.id, outcome="refer", reasons=("SAVE_FAILED",))
+            self.feed.update_lane(self.lane.id, outcome="refer",
+                                  reasons=("SAVE_FAILED", "DISK_FULL") if full
+                                  else ("SAVE_FAILED",))
             return
+        if self._failures:
+            log.warning("lane %s: passage %s saved after %d failed tries (%.1f s); the lane "
+                        "decides normally again", self.lane.id, session.id, self._failures,
+                        time.monotonic() - self._failing_since)
         self._failures = 0
         decision = passage.decision
         assert decision is not None
         await self._send(session, decision.outcome.value, [r.value for r in decision.reasons])
+
+    def _log_disk_full(self, session: PassageSession, exc: BaseException) -> None:
+        """Say which disk is full and what to do: a traceback would bury both."""
+        storage = self.cfg.storage
+        try:
+            free = f"{shutil.disk_usage(storage.dir).free / 2**20:.1f} MB free"
+        except OSError as err:
+            free = f"free space unknown: {err}"
+        log.error("lane %s: passage %s not saved: the disk holding %s is full (%s; %s). The "
+                  "barrier stays shut and the truck waits; the save is retried every second "
+                  "(try %d). Free space on that filesystem (df %s), e.g. old evidence images "
+                  "under %s, or give it more room", self.lane.id, session.id,
+                  storage.records_path, free, exc, self._failures, storage.dir,
+                  storage.evidence_dir)
 
     async def _worth_waiting(self, session: PassageSession, at: datetime) -> bool:
         """A refer only for reads still missing, before the deadline: wait for them.
@@ -508,6 +538,20 @@ class LaneRuntime:
             except Exception:
                 log.exception("lane %s: alarm %s not recorded", self.lane.id, code)
         self._spawn(raise_it())
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """SQLITE_FULL or ENOSPC/EDQUOT anywhere in the exception's chain."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, sqlite3.Error) and (
+                getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL):
+            return True
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def _read_label(read: Read) -> str:

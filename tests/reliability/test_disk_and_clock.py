@@ -1,0 +1,230 @@
+"""Two faults of the machine itself against the whole simulated gate: a full disk, a clock jump.
+
+The disk is real: gate-edge's ``storage.dir`` (cache.db, records.db, evidence/) sits on a small
+tmpfs of its own, and a filler file eats its free space while trucks arrive. The clock is
+real too, as far as gate-edge can tell: ``gate-edge run`` starts under libfaketime, and the
+test moves its wall clock (``CLOCK_REALTIME``, what a wrong NTP step or an operator's
+``date -s`` moves) while it runs; ``CLOCK_MONOTONIC`` is left alone, as a real clock step
+leaves it.
+
+After each fault, as in ``test_gate_faults``: every truck has exactly one passage, the centre
+received each once with a gap-free ``seq``, the audit chain verifies, and the board saw no
+collision and no arm coming down on a vehicle.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from simulators.central.broker import Mosquitto
+from tests.edge.daemon.gate import DECLARATION, REPO, TRUCK, Gate, decision, gate
+from tests.edge.sync import support
+
+pytestmark = [pytest.mark.slow, pytest.mark.reliability, pytest.mark.timeout(300)]
+
+# The storage filesystem: records.db and cache.db with their WAL files need well under 2 MB
+# here; the rest is room for evidence images until the filler takes it. min_free_mb may not
+# be set below 10, so "low but not zero" is somewhere under 10 MB free.
+DISK_MB = 24
+MIN_FREE_MB = 10
+
+
+@pytest.fixture
+def durable_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    with Mosquitto(tmp_path / "durable", persistence=True) as mosq:
+        yield mosq
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of DISK_MB mounted for this test only; unmounted (lazily if busy) at the end."""
+    if os.geteuid() != 0:
+        pytest.skip(f"mounting a tmpfs for the full-disk test needs root (CAP_SYS_ADMIN); "
+                    f"running as uid {os.geteuid()}")
+    mount = shutil.which("mount")
+    if mount is None:
+        pytest.skip("no mount(8) on this machine: cannot make a small filesystem to fill")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run([mount, "-t", "tmpfs", "-o", f"size={DISK_MB}m,mode=0755",
+                           "gate-edge-test", str(disk)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root with CAP_SYS_ADMIN, e.g. not in an "
+                    f"unprivileged container): {done.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.fixture
+def disk_lane(tmp_path: Path, small_disk: Path, durable_broker: Mosquitto,
+              keys: support.Keys) -> Iterator[Gate]:
+    yield from gate(tmp_path, durable_broker, keys, storage_dir=small_disk / "gate-edge",
+                    min_free_mb=MIN_FREE_MB)
+
+
+def fill(disk: Path, leave_bytes: int) -> Path:
+    """A filler file that leaves about ``leave_bytes`` free on ``disk`` (0: none at all)."""
+    filler = disk / "filler"
+    chunk = b"\0" * 65536
+    with filler.open("ab") as fh:
+        try:
+            while (free := shutil.disk_usage(disk).free) > leave_bytes:
+                fh.write(chunk[:max(4096, min(len(chunk), free - leave_bytes))])
+                fh.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+def free_mb(disk: Path) -> float:
+    return shutil.disk_usage(disk).free / 2**20
+
+
+def truncate_wal(records: Path) -> None:
+    """Give the WAL file's blocks back to the filesystem, so the next commit must grow it.
+
+    SQLite reuses its WAL file from the start after a checkpoint; without this a commit on a
+    full disk may still fit into blocks the WAL already holds, and nothing would fail.
+    """
+    with sqlite3.connect(records, timeout=10) as db:
+        for _ in range(50):
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            time.sleep(0.1)
+    raise AssertionError("gate-edge kept records.db busy; the WAL could not be truncated")
+
+
+def rows(lane: Gate) -> list[tuple[str, str | None, str | None, str]]:
+    with sqlite3.connect(lane.records_path, timeout=10) as db:
+        return db.execute("SELECT id, outcome, ended_at, evidence FROM passages ORDER BY rowid"
+                          ).fetchall()
+
+
+def evidence_files(lane: Gate) -> list[Path]:
+    return sorted((lane.storage / "evidence").rglob("*.jpg"))
+
+
+def audit_verifies(lane: Gate) -> str:
+    done = subprocess.run([sys.executable, "-m", "edge", "audit", "verify", "-c",
+                           str(lane.config)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+def assert_invariants(lane: Gate) -> None:
+    snap = lane.board.snapshot()
+    assert snap["collisions"] == [], snap
+    assert snap["max_close_over_occupied_s"] == 0, snap
+
+
+def assert_centre_complete(lane: Gate) -> None:
+    report = lane.central.report()["sites"][support.SITE]
+    assert report["gap_count"] == 0, report
+
+
+def wait_log(lane: Gate, text: str, timeout: float = 40) -> float:
+    """Wait until gate-edge's log holds ``text``; returns the monotonic time it was seen."""
+    deadline = time.monotonic() + timeout
+    while text not in lane.log("gate-edge"):
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{lane.log('gate-edge')[-4000:]}"
+        lane.check_alive()
+        time.sleep(0.1)
+    return time.monotonic()
+
+
+# -- disk ------------------------------------------------------------------------------------
+
+def test_low_disk_stops_images_but_passages_are_recorded(disk_lane: Gate,
+                                                         small_disk: Path) -> None:
+    lane = disk_lane
+    lane.start_controller()
+    lane.start_edge()
+    lane.publish_declarations(DECLARATION)
+    time.sleep(2)
+    before = evidence_files(lane)
+    fill(small_disk, 4 * 2**20)          # 4 MB left: below min_free_mb, far from full
+    left = free_mb(small_disk)
+    assert 1 < left < MIN_FREE_MB, left
+    lane.drive(TRUCK, seal="ES00012345")
+    [msg] = lane.wait_passages(1)
+    assert decision(msg)["outcome"] == "open", (decision(msg), lane.log("gate-edge")[-3000:])
+    assert lane.board.wait_for(lambda s: len(s["passed"]) == 1, timeout=40)
+    lane.wait_idle()
+    assert "evidence images are no longer saved" in lane.log("gate-edge")
+    assert evidence_files(lane) == before            # not one image since the disk got low
+    [(_, outcome, ended, evidence)] = rows(lane)
+    assert outcome == "open" and ended is not None
+    assert evidence == "[]", evidence
+
+    (small_disk / "filler").unlink()                 # space again: images come back
+    lane.drive({**TRUCK, "tractor_plate": "51C67890"}, seal=None, turn_back_after_s=4.0)
+    assert lane.board.wait_for(lambda s: len(s["turned_back"]) == 1, timeout=40)
+    got = lane.wait_passages(2)
+    assert [decision(m)["outcome"] for m in got] == ["open", "refer"]
+    wait_log(lane, "saving evidence images again")
+    assert len(evidence_files(lane)) > len(before)
+    assert len(rows(lane)) == 2
+    assert lane.board.snapshot()["open_rises"] == 1
+    audit_verifies(lane)
+    assert_invariants(lane)
+    assert_centre_complete(lane)
+
+
+def test_full_disk_holds_the_barrier_until_the_passage_is_saved(disk_lane: Gate,
+                                                               small_disk: Path) -> None:
+    lane = disk_lane
+    lane.start_controller()
+    lane.start_edge()
+    lane.publish_declarations(DECLARATION)
+    time.sleep(2)
+    truncate_wal(lane.records_path)
+    filler = fill(small_disk, 0)
+    assert free_mb(small_disk) < 0.01
+    lane.drive(TRUCK, seal="ES00012345")
+    failed = wait_log(lane, "not saved: the disk holding")
+    time.sleep(5)                                    # a few retries, all on a full disk
+    lane.check_alive()
+    snap = lane.board.snapshot()
+    assert snap["open_rises"] == 0 and snap["arm"] < 0.02, snap
+    assert lane.passages() == []
+    assert rows(lane) == []
+    said = lane.log("gate-edge")
+    assert f"the disk holding {lane.records_path} is full" in said, said[-3000:]
+    assert "barrier stays shut" in said and "Free space on that filesystem" in said
+
+    filler.unlink()
+    freed = time.monotonic()
+    assert lane.board.wait_for(lambda s: s["open_rises"] == 1, timeout=20), lane.board.snapshot()
+    opened = time.monotonic()
+    [msg] = lane.wait_passages(1)
+    assert decision(msg)["outcome"] == "open", (decision(msg), lane.log("gate-edge")[-3000:])
+    assert lane.board.wait_for(lambda s: len(s["passed"]) == 1, timeout=40)
+    lane.wait_idle()
+    recovered = wait_log(lane, "failed tries")
+    tries = lane.log("gate-edge").split("saved after ")[1].split(" failed tries")[0]
+    print(f"\nbarrier shut {opened - failed:.1f} s after the first failed save "
+          f"({tries} failed tries), rose {opened - freed:.1f} s after the disk was freed")
+    assert recovered
+    [(_, outcome, ended, _)] = rows(lane)
+    assert outcome == "open" and ended is not None
+    time.sleep(1)
+    assert len(lane.passages()) == 1
+    assert lane.board.snapshot()["open_rises"] == 1
+    audit_verifies(lane)
+    assert_invariants(lane)
+    assert_centre_complete(lane)
