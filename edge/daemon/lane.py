@@ -51,6 +51,9 @@ PRE_ROLL_CROPS = 50
 # Reasons that may only mean "not read yet": worth waiting for until the deadline.
 LATE_READS = {ReasonCode.CONTAINER_MISSING, ReasonCode.SEAL_MISSING, ReasonCode.TRAILER_NOT_READ,
               ReasonCode.PLATE_NOT_READ}
+# The controller's refusals of an open token that mean "the clocks disagree" (or a step).
+CLOCK_REFUSALS = {"token_from_future", "token_expired", "token_before_start"}
+CLOCK_REASON = "CLOCK_SKEW"
 _BARRIER = {"up": "up", "down": "down", "between": "moving", "contradictory": "unknown"}
 # Events worth keeping with the passage (what the barrier did for this truck).
 _PASSAGE_EVENTS = {"state", "opening", "direction", "tailgating", "cleared", "reopened",
@@ -458,10 +461,45 @@ class LaneRuntime:
         self._events.setdefault(session.id, []).append(
             {"event": "decision_sent", "action": action, "ok": bool(reply.get("ok")),
              "error": reply.get("error"), "at": utcnow().isoformat()})
-        if not reply.get("ok"):
+        if reply.get("error") in CLOCK_REFUSALS and action == "open":
+            await self._refer_for_clock(session, event_id, reply)
+        elif not reply.get("ok"):
             log.warning("lane %s: gate-controller refused %s for passage %s: %s (%s); the "
                         "barrier stays shut", self.lane.id, action, session.id,
                         reply.get("error"), reply.get("message"))
+
+    async def _refer_for_clock(self, session: PassageSession, event_id: str,
+                               reply: dict[str, Any]) -> None:
+        """The controller judged the open token by a clock that disagrees with ours.
+
+        Safe as it is (the arm stays down), but no truck would ever open automatically while
+        the clocks disagree: say so once per truck with the fix, refer the truck to an
+        officer at the controller and on the console, and tell the centre. The passage and
+        its decision stay recorded as the matcher made them; the refusal and the referral
+        are in its barrier events.
+        """
+        log.error("lane %s: gate-controller refused the open token for passage %s: %s (%s). "
+                  "gate-edge's wall clock and gate-controller's disagree, or the clock was "
+                  "stepped; check the time source (timedatectl status, chronyc tracking). The "
+                  "truck is referred to an officer", self.lane.id, session.id,
+                  reply.get("error"), reply.get("message"))
+        self._sent = {session.id: ("refer", [CLOCK_REASON])}
+        self.feed.update_lane(self.lane.id, outcome="refer", reasons=(CLOCK_REASON,))
+        self._alarm(CLOCK_REASON, f"open token refused at lane {self.lane.id}: "
+                    f"{reply.get('error')} ({reply.get('message')}); truck referred",
+                    {"passage_id": session.id, "error": reply.get("error")})
+        assert self.link is not None
+        try:
+            again = await self.link.decide("refer", event_id, session.id, [CLOCK_REASON])
+        except ControllerUnavailable as exc:
+            again = {"ok": False, "error": "controller_unavailable", "message": str(exc)}
+        self._events.setdefault(session.id, []).append(
+            {"event": "decision_sent", "action": "refer", "ok": bool(again.get("ok")),
+             "error": again.get("error"), "at": utcnow().isoformat()})
+        if not again.get("ok"):
+            log.warning("lane %s: gate-controller refused refer for passage %s: %s (%s); the "
+                        "barrier stays shut", self.lane.id, session.id, again.get("error"),
+                        again.get("message"))
 
     async def _finish(self, session: PassageSession, now: datetime) -> None:
         """The truck left: record the ending; a truck that left undecided is still recorded."""

@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -228,3 +229,211 @@ def test_full_disk_holds_the_barrier_until_the_passage_is_saved(disk_lane: Gate,
     audit_verifies(lane)
     assert_invariants(lane)
     assert_centre_complete(lane)
+
+
+# -- clock -----------------------------------------------------------------------------------
+
+def libfaketime() -> Path:
+    """libfaketime.so.1 of Debian's ``libfaketime`` package (pulled in by ``faketime``)."""
+    for lib in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+                "/usr/lib/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1"):
+        if Path(lib).is_file():
+            return Path(lib)
+    pytest.skip("libfaketime is not installed: install the Debian package `faketime` "
+                "(apt-get install faketime; run.sh setup does) to move a process's clock")
+
+
+SHIM = Path(__file__).with_name("faketime")
+
+
+class FakeClock:
+    """One wall clock, moved by writing libfaketime's timestamp file; ``env`` runs under it.
+
+    ``+3d`` / ``-2h`` are offsets from the real time. Only ``CLOCK_REALTIME`` moves
+    (``DONT_FAKE_MONOTONIC``): a real clock step does not move ``CLOCK_MONOTONIC`` either.
+    The file is read again about once a second (``FAKETIME_CACHE_DURATION``, whole seconds): rereading it
+    on every call (``FAKETIME_NO_CACHE``) costs 20 times a plain ``time.time()``.
+    ``faketime/sitecustomize.py`` works around libfaketime's broken ``time.sleep``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.write("+0")
+        self.env = {"LD_PRELOAD": str(libfaketime()), "FAKETIME_TIMESTAMP_FILE": str(path),
+                    "FAKETIME_CACHE_DURATION": "1", "DONT_FAKE_MONOTONIC": "1",
+                    "PYTHONPATH": f"{SHIM}{os.pathsep}{REPO}"}
+        self.probe()
+
+    def write(self, offset: str) -> None:
+        tmp = self.path.with_suffix(".new")
+        tmp.write_text(offset + "\n", encoding="ascii")
+        tmp.replace(self.path)
+
+    def set(self, offset: str) -> None:
+        """Step the clock; returns once every process under it has reread the file."""
+        self.write(offset)
+        time.sleep(2.2)
+
+    def probe(self) -> None:
+        """The clock moves under a running Python, its monotonic clock and sleeps do not."""
+        script = ("import time, threading, asyncio\n"
+                  "w, m = time.time(), time.monotonic()\n"
+                  "print('ready', flush=True)\n"
+                  "time.sleep(2.5); threading.Event().wait(0.05)\n"
+                  "asyncio.run(asyncio.sleep(0.05))\n"
+                  "print(round(time.time() - w - (time.monotonic() - m)))\n")
+        child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, **self.env},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert child.stdout is not None
+        ready = child.stdout.readline()
+        self.write("+1d")
+        out, err = child.communicate(timeout=20)
+        self.write("+0")
+        if ready.strip() != "ready" or child.returncode != 0 or out.strip() != "86400":
+            pytest.skip(f"libfaketime does not step a running Python's clock as expected "
+                        f"(wall minus monotonic moved {out.strip()!r} s, not 86400; {err.strip()[-300:]})")
+
+
+@pytest.fixture
+def edge_clock(tmp_path: Path) -> FakeClock:
+    return FakeClock(tmp_path / "edge-clock")
+
+
+@pytest.fixture
+def clock_lane(tmp_path: Path, durable_broker: Mosquitto, keys: support.Keys,
+               edge_clock: FakeClock) -> Iterator[Gate]:
+    yield from gate(tmp_path, durable_broker, keys, edge_env=edge_clock.env)
+
+
+def seqs(lane: Gate) -> list[int]:
+    with sqlite3.connect(lane.records_path, timeout=10) as db:
+        return [r[0] for r in db.execute("SELECT seq FROM outbox ORDER BY seq")]
+
+
+def alarms(lane: Gate, code: str) -> list[dict[str, Any]]:
+    return [m["body"] for m in lane.central.messages(support.SITE, "alarm")
+            if m["body"].get("alarm") == code]
+
+
+def wait_alarm(lane: Gate, code: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not alarms(lane, code):
+        assert time.monotonic() < deadline, lane.central.messages(support.SITE, "alarm")
+        time.sleep(0.2)
+    return alarms(lane, code)[-1]
+
+
+def refused_truck(lane: Gate) -> dict[str, Any]:
+    """A truck the lane will not open for: it waits, then backs out of the lane."""
+    return {**TRUCK, "duration_s": 25}
+
+
+def assert_all_recorded_once(lane: Gate, outcomes: list[str]) -> None:
+    lane.wait_passages(len(outcomes))
+    time.sleep(1)
+    assert [decision(m)["outcome"] for m in lane.passages()] == outcomes
+    assert [r[1] for r in rows(lane)] == outcomes
+    assert all(r[2] is not None for r in rows(lane)), rows(lane)   # every ending recorded
+    assert seqs(lane) == list(range(1, len(seqs(lane)) + 1))        # outbox seq gap-free
+    audit_verifies(lane)
+    assert_invariants(lane)
+    assert_centre_complete(lane)
+
+
+def test_gate_edge_clock_stepped_days_ahead_then_back_loses_nothing(
+        clock_lane: Gate, edge_clock: FakeClock) -> None:
+    lane = clock_lane
+    lane.start_controller()
+    lane.start_edge()
+    lane.publish_declarations(DECLARATION)
+    time.sleep(2)
+
+    edge_clock.set("+3d")                        # beyond policy.max_cache_age (1d)
+    wait_log(lane, "the wall clock was stepped forward by 3 days")
+    assert wait_alarm(lane, "CLOCK_STEP")["detail"]["step_s"] > 3 * 86400 - 5
+    lane.drive(refused_truck(lane), seal="ES00012345", turn_back_after_s=11.0)
+    [first] = lane.wait_passages(1)
+    assert decision(first)["reasons"] == ["CACHE_STALE"], decision(first)
+    assert "older than 1 day" in decision(first)["details"][0]
+    assert lane.board.wait_for(lambda s: len(s["turned_back"]) == 1, timeout=40)
+    lane.wait_idle()
+
+    edge_clock.set("-2h")                        # back, past the real time: backwards
+    wait_log(lane, "the wall clock was stepped back by 3 days, 2:00")
+    lane.drive(refused_truck(lane), seal="ES00012345", turn_back_after_s=11.0)
+    second = lane.wait_passages(2)[1]
+    assert decision(second)["reasons"] == ["CACHE_STALE"], decision(second)
+    assert "in the future" in decision(second)["details"][0]
+    assert lane.board.wait_for(lambda s: len(s["turned_back"]) == 2, timeout=40)
+    lane.wait_idle()
+
+    edge_clock.set("+0")                         # the time source fixed: opens again
+    lane.drive(TRUCK, seal="ES00012345")
+    third = lane.wait_passages(3)[2]
+    assert decision(third)["outcome"] == "open", decision(third)
+    assert lane.board.wait_for(lambda s: len(s["passed"]) == 1, timeout=40)
+    lane.wait_idle()
+    assert lane.board.snapshot()["open_rises"] == 1
+    assert_all_recorded_once(lane, ["refer", "refer", "open"])
+    lane.check_alive()
+
+
+def test_host_clock_stepped_back_after_start_still_opens(
+        tmp_path: Path, durable_broker: Mosquitto, keys: support.Keys) -> None:
+    # Both processes on one clock, as on one host: chrony steps a fast RTC back 4 minutes
+    # after gate-controller started (inside the matcher's 5-minute skew allowance).
+    host = FakeClock(tmp_path / "host-clock")
+    for lane in gate(tmp_path, durable_broker, keys, edge_env=host.env,
+                     controller_env=host.env):
+        lane.start_controller()
+        lane.start_edge()
+        lane.publish_declarations(DECLARATION)
+        time.sleep(2)
+        host.set("-4m")
+        wait_log(lane, "the wall clock was stepped back by 0:04:00")
+        lane.drive(TRUCK, seal="ES00012345")
+        [msg] = lane.wait_passages(1)
+        assert decision(msg)["outcome"] == "open", decision(msg)
+        # Was: token_before_start for every truck until gate-controller restarted.
+        assert lane.board.wait_for(lambda s: len(s["passed"]) == 1, timeout=40), \
+            (lane.board.snapshot(), lane.log("gate-edge")[-2000:])
+        lane.wait_idle()
+        assert "refused" not in lane.log("gate-edge")
+        assert lane.board.snapshot()["open_rises"] == 1
+        assert_all_recorded_once(lane, ["open"])
+
+
+def test_gate_edge_clock_apart_from_the_controllers_refers_instead_of_opening(
+        clock_lane: Gate, edge_clock: FakeClock) -> None:
+    lane = clock_lane
+    lane.start_controller()
+    lane.start_edge()
+    lane.publish_declarations(DECLARATION)
+    time.sleep(2)
+    # gate-edge alone an hour ahead: the cache is an hour old, well inside max_cache_age, so
+    # the matcher opens; the controller, on the real time, refuses the token from the future.
+    edge_clock.set("+1h")
+    lane.drive(refused_truck(lane), seal="ES00012345", turn_back_after_s=8.0)
+    [msg] = lane.wait_passages(1)
+    assert decision(msg)["outcome"] == "open", decision(msg)
+    wait_log(lane, "refused the open token")
+    said = lane.log("gate-edge")
+    assert "token_from_future" in said and "chronyc tracking" in said
+    assert "truck is referred to an officer" in said
+    assert "'event': 'referred'" in lane.log("gate-controller")
+    assert "CLOCK_SKEW" in lane.log("gate-controller")
+    assert wait_alarm(lane, "CLOCK_SKEW")["detail"]["error"] == "token_from_future"
+    assert lane.board.wait_for(lambda s: len(s["turned_back"]) == 1, timeout=40)
+    lane.wait_idle()
+    assert lane.board.snapshot()["open_rises"] == 0
+    with sqlite3.connect(lane.records_path) as db:
+        [(events,)] = db.execute("SELECT barrier_events FROM passages").fetchall()
+    assert "token_from_future" in events and '"referred"' in events, events
+
+    edge_clock.set("+0")
+    lane.drive(TRUCK, seal="ES00012345")
+    assert lane.board.wait_for(lambda s: len(s["passed"]) == 1, timeout=40)
+    lane.wait_idle()
+    assert lane.board.snapshot()["open_rises"] == 1
+    assert_all_recorded_once(lane, ["open", "open"])
