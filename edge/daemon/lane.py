@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import shutil
-import sqlite3
 import time
 from datetime import datetime
 from typing import Any, Protocol
@@ -362,10 +359,12 @@ class LaneRuntime:
             self._failures += 1
             if self._failures == 1:
                 self._failing_since = time.monotonic()
-            full = _disk_full(exc)
+            full = self.store.disk_full(exc)
             if self._failures == 1 or self._failures % 60 == 0:
                 if full:
-                    self._log_disk_full(session, exc)
+                    log.error("lane %s: passage %s not saved: %s. The barrier stays shut and "
+                              "the truck waits; the save is retried every second (try %d)",
+                              self.lane.id, session.id, full, self._failures)
                 else:
                     log.exception("lane %s: passage %s could not be decided or saved (try %d); "
                                   "the barrier stays shut, retrying every second",
@@ -384,20 +383,6 @@ class LaneRuntime:
         decision = passage.decision
         assert decision is not None
         await self._send(session, decision.outcome.value, [r.value for r in decision.reasons])
-
-    def _log_disk_full(self, session: PassageSession, exc: BaseException) -> None:
-        """Say which disk is full and what to do: a traceback would bury both."""
-        storage = self.cfg.storage
-        try:
-            free = f"{shutil.disk_usage(storage.dir).free / 2**20:.1f} MB free"
-        except OSError as err:
-            free = f"free space unknown: {err}"
-        log.error("lane %s: passage %s not saved: the disk holding %s is full (%s; %s). The "
-                  "barrier stays shut and the truck waits; the save is retried every second "
-                  "(try %d). Free space on that filesystem (df %s), e.g. old evidence images "
-                  "under %s, or give it more room", self.lane.id, session.id,
-                  storage.records_path, free, exc, self._failures, storage.dir,
-                  storage.evidence_dir)
 
     async def _worth_waiting(self, session: PassageSession, at: datetime) -> bool:
         """A refer only for reads still missing, before the deadline: wait for them.
@@ -502,20 +487,46 @@ class LaneRuntime:
                         again.get("message"))
 
     async def _finish(self, session: PassageSession, now: datetime) -> None:
-        """The truck left: record the ending; a truck that left undecided is still recorded."""
-        try:
-            if session.decided_at is None:
-                session.decided_at = now
-                await self._record_decision(session, now)
-                self._events.setdefault(session.id, []).append(
-                    {"event": "left_before_decision", "at": now.isoformat()})
-            crops = self._crops.pop(session.id, [])
-            await self.store.close_passage(
-                session.id, ended_at=now, barrier_events=self._events.pop(session.id, []),
-                evidence=self.evidence.entries(crops), reads=session.reads(now))
-            self.evidence.forget(crops)
-        except Exception:
-            log.exception("lane %s: ending of passage %s not recorded", self.lane.id, session.id)
+        """The truck left: record the ending; a truck that left undecided is still recorded.
+
+        Retried every second, like a decision, while records.db cannot be written (a full
+        disk, a locked file): a truck that backed out while nothing could be saved would
+        otherwise leave no passage at all. Stopping the daemon cancels the retries.
+        """
+        undecided = session.decided_at is None
+        session.decided_at = session.decided_at or now
+        tries = 0
+        while True:
+            try:
+                if undecided:
+                    await self._record_decision(session, now)
+                    undecided = False
+                    self._events.setdefault(session.id, []).append(
+                        {"event": "left_before_decision", "at": now.isoformat()})
+                crops = self._crops.get(session.id, [])
+                await self.store.close_passage(
+                    session.id, ended_at=now, barrier_events=self._events.get(session.id, []),
+                    evidence=self.evidence.entries(crops), reads=session.reads(now))
+                break
+            except Exception as exc:
+                tries += 1
+                if tries == 1 or tries % 60 == 0:
+                    full = self.store.disk_full(exc)
+                    what = "passage" if undecided else "ending of passage"
+                    if full:
+                        log.error("lane %s: %s %s (the truck has left) not recorded: %s; "
+                                  "retrying every second (try %d)", self.lane.id, what,
+                                  session.id, full, tries)
+                    else:
+                        log.exception("lane %s: %s %s (the truck has left) not recorded; "
+                                      "retrying every second (try %d)", self.lane.id, what,
+                                      session.id, tries)
+                await asyncio.sleep(1.0)
+        self._events.pop(session.id, None)
+        self.evidence.forget(self._crops.pop(session.id, []))
+        if tries:
+            log.warning("lane %s: passage %s and its ending recorded after %d failed tries",
+                        self.lane.id, session.id, tries)
 
     # -- commands ------------------------------------------------------------------------------
     async def officer(self, command: OfficerCommand) -> CommandResult:
@@ -576,20 +587,6 @@ class LaneRuntime:
             except Exception:
                 log.exception("lane %s: alarm %s not recorded", self.lane.id, code)
         self._spawn(raise_it())
-
-
-def _disk_full(exc: BaseException | None) -> bool:
-    """SQLITE_FULL or ENOSPC/EDQUOT anywhere in the exception's chain."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, sqlite3.Error) and (
-                getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL):
-            return True
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
 
 
 def _read_label(read: Read) -> str:

@@ -231,6 +231,39 @@ def test_full_disk_holds_the_barrier_until_the_passage_is_saved(disk_lane: Gate,
     assert_centre_complete(lane)
 
 
+def test_truck_backing_out_while_the_disk_is_full_is_still_recorded(disk_lane: Gate,
+                                                                   small_disk: Path) -> None:
+    lane = disk_lane
+    lane.start_controller()
+    lane.start_edge()
+    lane.publish_declarations(DECLARATION)
+    time.sleep(2)
+    truncate_wal(lane.records_path)
+    filler = fill(small_disk, 0)
+    # The barrier stays shut, the driver gives up and backs out while nothing can be saved.
+    lane.drive({**TRUCK, "duration_s": 25}, seal="ES00012345", turn_back_after_s=11.0)
+    wait_log(lane, "not saved: the disk holding")
+    assert lane.board.wait_for(lambda s: len(s["turned_back"]) == 1, timeout=40)
+    lane.wait_idle()
+    time.sleep(3)
+    lane.check_alive()
+    assert rows(lane) == [] and lane.passages() == []
+    filler.unlink()
+    [msg] = lane.wait_passages(1)            # was: never recorded, the truck lost
+    wait_log(lane, "recorded after")
+    [(_, outcome, ended, _)] = rows(lane)
+    assert outcome == decision(msg)["outcome"] and ended is not None
+    with sqlite3.connect(lane.records_path) as db:
+        [(events,)] = db.execute("SELECT barrier_events FROM passages").fetchall()
+    assert "left_before_decision" in events, events
+    assert lane.board.snapshot()["open_rises"] == 0
+    time.sleep(1)
+    assert len(lane.passages()) == 1
+    audit_verifies(lane)
+    assert_invariants(lane)
+    assert_centre_complete(lane)
+
+
 # -- clock -----------------------------------------------------------------------------------
 
 def libfaketime() -> Path:
