@@ -173,7 +173,7 @@ def test_low_disk_stops_images_but_passages_are_recorded(disk_lane: Gate,
     assert evidence == "[]", evidence
 
     (small_disk / "filler").unlink()                 # space again: images come back
-    lane.drive({**TRUCK, "tractor_plate": "51C67890"}, seal=None, turn_back_after_s=4.0)
+    lane.drive(next_truck(lane, tractor_plate="51C67890"), seal=None, turn_back_after_s=4.0)
     assert lane.board.wait_for(lambda s: len(s["turned_back"]) == 1, timeout=40)
     got = lane.wait_passages(2)
     assert [decision(m)["outcome"] for m in got] == ["open", "refer"]
@@ -357,9 +357,18 @@ def wait_alarm(lane: Gate, code: str, timeout: float = 20) -> dict[str, Any]:
     return alarms(lane, code)[-1]
 
 
-def refused_truck(lane: Gate) -> dict[str, Any]:
-    """A truck the lane will not open for: it waits, then backs out of the lane."""
-    return {**TRUCK, "duration_s": 25}
+def next_truck(lane: Gate, **changes: Any) -> dict[str, Any]:
+    """The truck again (with ``changes``), once the camera shows an empty lane (no queued camera run).
+
+    The camera simulator queues trucks; one queued behind the last, or following it with no
+    gap, may be taken by the plate reader for the same vehicle and give no new read.
+    """
+    deadline = time.monotonic() + 30
+    while "truck" in (state := lane.camera.sim.state()) or state["queued"]:
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+    time.sleep(0.5)
+    return {**TRUCK, **changes}
 
 
 def assert_all_recorded_once(lane: Gate, outcomes: list[str]) -> None:
@@ -385,7 +394,7 @@ def test_gate_edge_clock_stepped_days_ahead_then_back_loses_nothing(
     edge_clock.set("+3d")                        # beyond policy.max_cache_age (1d)
     wait_log(lane, "the wall clock was stepped forward by 3 days")
     assert wait_alarm(lane, "CLOCK_STEP")["detail"]["step_s"] > 3 * 86400 - 5
-    lane.drive(refused_truck(lane), seal="ES00012345", turn_back_after_s=11.0)
+    lane.drive(next_truck(lane), seal="ES00012345", turn_back_after_s=9.0)
     [first] = lane.wait_passages(1)
     assert decision(first)["reasons"] == ["CACHE_STALE"], decision(first)
     assert "older than 1 day" in decision(first)["details"][0]
@@ -394,7 +403,7 @@ def test_gate_edge_clock_stepped_days_ahead_then_back_loses_nothing(
 
     edge_clock.set("-2h")                        # back, past the real time: backwards
     wait_log(lane, "the wall clock was stepped back by 3 days, 2:00")
-    lane.drive(refused_truck(lane), seal="ES00012345", turn_back_after_s=11.0)
+    lane.drive(next_truck(lane), seal="ES00012345", turn_back_after_s=9.0)
     second = lane.wait_passages(2)[1]
     assert decision(second)["reasons"] == ["CACHE_STALE"], decision(second)
     assert "in the future" in decision(second)["details"][0]
@@ -402,7 +411,7 @@ def test_gate_edge_clock_stepped_days_ahead_then_back_loses_nothing(
     lane.wait_idle()
 
     edge_clock.set("+0")                         # the time source fixed: opens again
-    lane.drive(TRUCK, seal="ES00012345")
+    lane.drive(next_truck(lane), seal="ES00012345")
     third = lane.wait_passages(3)[2]
     assert decision(third)["outcome"] == "open", decision(third)
     assert lane.board.wait_for(lambda s: len(s["passed"]) == 1, timeout=40)
@@ -447,7 +456,7 @@ def test_gate_edge_clock_apart_from_the_controllers_refers_instead_of_opening(
     # gate-edge alone an hour ahead: the cache is an hour old, well inside max_cache_age, so
     # the matcher opens; the controller, on the real time, refuses the token from the future.
     edge_clock.set("+1h")
-    lane.drive(refused_truck(lane), seal="ES00012345", turn_back_after_s=8.0)
+    lane.drive(next_truck(lane), seal="ES00012345", turn_back_after_s=8.0)
     [msg] = lane.wait_passages(1)
     assert decision(msg)["outcome"] == "open", decision(msg)
     wait_log(lane, "refused the open token")
@@ -465,7 +474,7 @@ def test_gate_edge_clock_apart_from_the_controllers_refers_instead_of_opening(
     assert "token_from_future" in events and '"referred"' in events, events
 
     edge_clock.set("+0")
-    lane.drive(TRUCK, seal="ES00012345")
+    lane.drive(next_truck(lane), seal="ES00012345")
     assert lane.board.wait_for(lambda s: len(s["passed"]) == 1, timeout=40)
     lane.wait_idle()
     assert lane.board.snapshot()["open_rises"] == 1
