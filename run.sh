@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 VENV="${GATE_EDGE_VENV:-$ROOT/.venv}"
-APT_PACKAGES=(mosquitto chromium fonts-dejavu-core fonts-noto-cjk udev)
+# faketime: libfaketime, for the clock-step tests (tests/reliability/test_disk_and_clock.py)
+APT_PACKAGES=(mosquitto chromium fonts-dejavu-core fonts-noto-cjk udev faketime)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -100,7 +100,7 @@ class Lane:
         self._seen_since_open = False
         self._last_heartbeat: float | None = None
         self._link_alive = False
-        self.tokens = TokenBook(timing.token_ttl_s, started_wall)
+        self.tokens = TokenBook(timing.token_ttl_s, started_wall, started_mono=now)
         self._fault_at = now
         self._last_read_at: float | None = None
 
@@ -230,7 +230,7 @@ class Lane:
                                              "of open, refer, hold")
         token_ok: str | None = None
         if decision.action == "open":
-            token_ok = self._consume_token(wall, decision)
+            token_ok = self._consume_token(now, wall, decision)
         if self.state is LaneState.FAULT:
             raise Rejected("fault", f"lane is in fault ({self.fault}); only an officer reset helps")
         if self.presence_id is None or decision.event_id != self.presence_id:
@@ -516,8 +516,8 @@ class Lane:
         self._emit("reset", officer=cmd.officer, reason=cmd.reason, fault=self.fault)
         self.resume(now, self.inputs, self.outputs())
 
-    def _consume_token(self, wall: float, decision: Decision) -> str:
-        return self.tokens.consume(wall, decision.token, decision.issued_at)
+    def _consume_token(self, now: float, wall: float, decision: Decision) -> str:
+        return self.tokens.consume(wall, decision.token, decision.issued_at, now=now)
 
     def _update_link(self, now: float) -> None:
         alive = (

@@ -22,16 +22,24 @@ USED_TOKENS_KEPT = 100_000
 class TokenBook:
     """Checks and burns tokens; not thread-safe (owned by the lane)."""
 
-    def __init__(self, ttl_s: float, started_wall: float) -> None:
+    def __init__(self, ttl_s: float, started_wall: float,
+                 started_mono: float | None = None) -> None:
         self.ttl_s = ttl_s
         self.started_wall = started_wall
+        self.started_mono = started_mono
         self._used: dict[str, float] = {}
 
-    def consume(self, wall: float, token: str | None, issued: float | None) -> str:
+    def consume(self, wall: float, token: str | None, issued: float | None,
+                now: float | None = None) -> str:
         """Burn ``token`` and return it if it may open; raise Rejected with the reason if not.
 
         The token is burnt as soon as its format is valid, even when refused for another
-        reason, so a token can never be presented twice.
+        reason, so a token can never be presented twice. ``now`` is the monotonic clock: with
+        it, "issued before this controller started" is judged against the start as the wall
+        clock reads it now (``wall`` minus the monotonic time since), so a clock stepped back
+        after the start (chrony correcting a fast RTC at boot, an operator's ``date -s``) does
+        not make every later token look older than the process. The wall clock alone would
+        refuse every automatic opening until the controller restarts.
         """
         if token is None or not TOKEN_RE.match(token):
             raise Rejected("bad_token", "an open decision needs a token of 16-128 [A-Za-z0-9_-]")
@@ -49,6 +57,9 @@ class TokenBook:
         if wall - issued > self.ttl_s:
             raise Rejected("token_expired",
                            f"token is {wall - issued:.1f} s old (ttl {self.ttl_s} s)")
-        if issued < self.started_wall - TOKEN_MAX_FUTURE_S:
+        started = self.started_wall
+        if now is not None and self.started_mono is not None:
+            started = wall - (now - self.started_mono)
+        if issued < started - TOKEN_MAX_FUTURE_S:
             raise Rejected("token_before_start", "token issued before this controller started")
         return token

@@ -23,6 +23,7 @@ from typing import Any
 from edge.config import GateEdgeConfig
 from edge.console.feed import CommandResult, LaneFeed, OfficerCommand
 from edge.daemon.cameras import CameraRunner
+from edge.daemon.clock import ClockWatch
 from edge.daemon.controller import ControllerLink
 from edge.daemon.evidence import EvidenceStore
 from edge.daemon.lane import LaneRuntime
@@ -68,6 +69,7 @@ class GateEdgeDaemon:
         self._stop = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self.started_at = time.monotonic()
+        self.clock = ClockWatch()
         # Children (camera workers, uvicorn) must not inherit NOTIFY_SOCKET and speak for us.
         self.notifier = ServiceNotifier(unset_environment=True)
 
@@ -298,7 +300,7 @@ class GateEdgeDaemon:
                 await task
 
     async def _health_loop(self) -> None:
-        """Every second: broker state, outbox depth, cache age, camera workers to the feed."""
+        """Every second: clock steps, broker state, outbox depth, cache age, camera workers."""
         while True:
             try:
                 await self._health_once()
@@ -307,6 +309,11 @@ class GateEdgeDaemon:
             await asyncio.sleep(1.0)
 
     async def _health_once(self) -> None:
+        step = self.clock.check()
+        if step is not None:
+            message = self.clock.describe(step)
+            log.warning("%s", message)
+            self._spawn(self._store_alarm("CLOCK_STEP", message, {"step_s": round(step, 3)}))
         if self.sync is not None:
             h = self.sync.health()
             self.feed.set_broker(h.connected, h.broker or h.last_error)

@@ -49,6 +49,9 @@ PRE_ROLL_CROPS = 50
 # can make its read sure): worth waiting for until the deadline.
 LATE_READS = {ReasonCode.CONTAINER_MISSING, ReasonCode.SEAL_MISSING, ReasonCode.TRAILER_NOT_READ,
               ReasonCode.PLATE_NOT_READ, ReasonCode.LOW_CONFIDENCE}
+# The controller's refusals of an open token that mean "the clocks disagree" (or a step).
+CLOCK_REFUSALS = {"token_from_future", "token_expired", "token_before_start"}
+CLOCK_REASON = "CLOCK_SKEW"
 _BARRIER = {"up": "up", "down": "down", "between": "moving", "contradictory": "unknown"}
 # Events worth keeping with the passage (what the barrier did for this truck).
 _PASSAGE_EVENTS = {"state", "opening", "direction", "tailgating", "cleared", "reopened",
@@ -110,6 +113,7 @@ class LaneRuntime:
         self._resuming: asyncio.Task[None] | None = None
         self._sent: dict[str, tuple[str, list[str]]] = {}
         self._failures = 0
+        self._failing_since = 0.0
         self._retry_after = 0.0
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -351,18 +355,32 @@ class LaneRuntime:
             self.assembler.decided(session, at)
             self._held_back.pop(session.id, None)
             passage = await self._record_decision(session, at)
-        except Exception:
+        except Exception as exc:
             # Nothing was recorded, so nothing was sent: the barrier stays shut and the passage
             # is tried again in a second (a full disk freed, a locked file released).
             self._failures += 1
+            if self._failures == 1:
+                self._failing_since = time.monotonic()
+            full = self.store.disk_full(exc)
             if self._failures == 1 or self._failures % 60 == 0:
-                log.exception("lane %s: passage %s could not be decided or saved (%d tries); "
-                              "the barrier stays shut, retrying every second", self.lane.id,
-                              session.id, self._failures)
+                if full:
+                    log.error("lane %s: passage %s not saved: %s. The barrier stays shut and "
+                              "the truck waits; the save is retried every second (try %d)",
+                              self.lane.id, session.id, full, self._failures)
+                else:
+                    log.exception("lane %s: passage %s could not be decided or saved (try %d); "
+                                  "the barrier stays shut, retrying every second",
+                                  self.lane.id, session.id, self._failures)
             session.decided_at = None
             self._retry_after = time.monotonic() + 1.0
-            self.feed.update_lane(self.lane.id, outcome="refer", reasons=("SAVE_FAILED",))
+            self.feed.update_lane(self.lane.id, outcome="refer",
+                                  reasons=("SAVE_FAILED", "DISK_FULL") if full
+                                  else ("SAVE_FAILED",))
             return
+        if self._failures:
+            log.warning("lane %s: passage %s saved after %d failed tries (%.1f s); the lane "
+                        "decides normally again", self.lane.id, session.id, self._failures,
+                        time.monotonic() - self._failing_since)
         self._failures = 0
         decision = passage.decision
         assert decision is not None
@@ -430,26 +448,87 @@ class LaneRuntime:
         self._events.setdefault(session.id, []).append(
             {"event": "decision_sent", "action": action, "ok": bool(reply.get("ok")),
              "error": reply.get("error"), "at": utcnow().isoformat()})
-        if not reply.get("ok"):
+        if reply.get("error") in CLOCK_REFUSALS and action == "open":
+            await self._refer_for_clock(session, event_id, reply)
+        elif not reply.get("ok"):
             log.warning("lane %s: gate-controller refused %s for passage %s: %s (%s); the "
                         "barrier stays shut", self.lane.id, action, session.id,
                         reply.get("error"), reply.get("message"))
 
-    async def _finish(self, session: PassageSession, now: datetime) -> None:
-        """The truck left: record the ending; a truck that left undecided is still recorded."""
+    async def _refer_for_clock(self, session: PassageSession, event_id: str,
+                               reply: dict[str, Any]) -> None:
+        """The controller judged the open token by a clock that disagrees with ours.
+
+        Safe as it is (the arm stays down), but no truck would ever open automatically while
+        the clocks disagree: say so once per truck with the fix, refer the truck to an
+        officer at the controller and on the console, and tell the centre. The passage and
+        its decision stay recorded as the matcher made them; the refusal and the referral
+        are in its barrier events.
+        """
+        log.error("lane %s: gate-controller refused the open token for passage %s: %s (%s). "
+                  "gate-edge's wall clock and gate-controller's disagree, or the clock was "
+                  "stepped; check the time source (timedatectl status, chronyc tracking). The "
+                  "truck is referred to an officer", self.lane.id, session.id,
+                  reply.get("error"), reply.get("message"))
+        self._sent = {session.id: ("refer", [CLOCK_REASON])}
+        self.feed.update_lane(self.lane.id, outcome="refer", reasons=(CLOCK_REASON,))
+        self._alarm(CLOCK_REASON, f"open token refused at lane {self.lane.id}: "
+                    f"{reply.get('error')} ({reply.get('message')}); truck referred",
+                    {"passage_id": session.id, "error": reply.get("error")})
+        assert self.link is not None
         try:
-            if session.decided_at is None:
-                session.decided_at = now
-                await self._record_decision(session, now)
-                self._events.setdefault(session.id, []).append(
-                    {"event": "left_before_decision", "at": now.isoformat()})
-            crops = self._crops.pop(session.id, [])
-            await self.store.close_passage(
-                session.id, ended_at=now, barrier_events=self._events.pop(session.id, []),
-                evidence=self.evidence.entries(crops), reads=session.reads(now))
-            self.evidence.forget(crops)
-        except Exception:
-            log.exception("lane %s: ending of passage %s not recorded", self.lane.id, session.id)
+            again = await self.link.decide("refer", event_id, session.id, [CLOCK_REASON])
+        except ControllerUnavailable as exc:
+            again = {"ok": False, "error": "controller_unavailable", "message": str(exc)}
+        self._events.setdefault(session.id, []).append(
+            {"event": "decision_sent", "action": "refer", "ok": bool(again.get("ok")),
+             "error": again.get("error"), "at": utcnow().isoformat()})
+        if not again.get("ok"):
+            log.warning("lane %s: gate-controller refused refer for passage %s: %s (%s); the "
+                        "barrier stays shut", self.lane.id, session.id, again.get("error"),
+                        again.get("message"))
+
+    async def _finish(self, session: PassageSession, now: datetime) -> None:
+        """The truck left: record the ending; a truck that left undecided is still recorded.
+
+        Retried every second, like a decision, while records.db cannot be written (a full
+        disk, a locked file): a truck that backed out while nothing could be saved would
+        otherwise leave no passage at all. Stopping the daemon cancels the retries.
+        """
+        undecided = session.decided_at is None
+        session.decided_at = session.decided_at or now
+        tries = 0
+        while True:
+            try:
+                if undecided:
+                    await self._record_decision(session, now)
+                    undecided = False
+                    self._events.setdefault(session.id, []).append(
+                        {"event": "left_before_decision", "at": now.isoformat()})
+                crops = self._crops.get(session.id, [])
+                await self.store.close_passage(
+                    session.id, ended_at=now, barrier_events=self._events.get(session.id, []),
+                    evidence=self.evidence.entries(crops), reads=session.reads(now))
+                break
+            except Exception as exc:
+                tries += 1
+                if tries == 1 or tries % 60 == 0:
+                    full = self.store.disk_full(exc)
+                    what = "passage" if undecided else "ending of passage"
+                    if full:
+                        log.error("lane %s: %s %s (the truck has left) not recorded: %s; "
+                                  "retrying every second (try %d)", self.lane.id, what,
+                                  session.id, full, tries)
+                    else:
+                        log.exception("lane %s: %s %s (the truck has left) not recorded; "
+                                      "retrying every second (try %d)", self.lane.id, what,
+                                      session.id, tries)
+                await asyncio.sleep(1.0)
+        self._events.pop(session.id, None)
+        self.evidence.forget(self._crops.pop(session.id, []))
+        if tries:
+            log.warning("lane %s: passage %s and its ending recorded after %d failed tries",
+                        self.lane.id, session.id, tries)
 
     # -- commands ------------------------------------------------------------------------------
     async def officer(self, command: OfficerCommand) -> CommandResult:

@@ -9,8 +9,11 @@ outbox message) before gate-controller is asked to move anything.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import shutil
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -69,6 +72,28 @@ class DaemonStore:
             self.records.close()
         if self.cache is not None:
             self.cache.close()
+
+    def disk_full(self, exc: BaseException) -> str | None:
+        """If ``exc`` (or what caused it) is a full disk: which one and what to free."""
+        cause: BaseException | None = exc
+        for _ in range(10):
+            if cause is None:
+                return None
+            if (isinstance(cause, sqlite3.Error)
+                    and getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL) or (
+                    isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)):
+                break
+            cause = cause.__cause__ or cause.__context__
+        else:
+            return None
+        storage = self.cfg.storage
+        try:
+            free = f"{shutil.disk_usage(storage.dir).free / 2**20:.1f} MB free"
+        except OSError as err:
+            free = f"free space unknown: {err}"
+        return (f"the disk holding {storage.records_path} is full ({free}; {cause}). Free "
+                f"space on that filesystem (df {storage.dir}), e.g. old evidence images under "
+                f"{storage.evidence_dir}, or give it more room")
 
     # -- lane work ---------------------------------------------------------------------------
     async def decide(self, reads: PassageReads, lane: LaneConfig) -> Decision:

@@ -121,6 +121,26 @@ def test_an_unknown_action_is_refused_even_without_asserts(h: LaneHarness) -> No
     safe(h)
 
 
+def test_wall_clock_stepped_back_after_the_start_still_opens(h: LaneHarness) -> None:
+    # chrony stepping a fast RTC back at boot, after gate-controller started: tokens minted
+    # on the corrected clock must not all look "issued before this controller started".
+    h.wall0 -= 240
+    h.run(0.5)
+    eid = arrive(h)
+    answer = h.decide("open", token=tok(), event_id=eid)
+    assert answer["ok"], answer
+    h.run(3)
+    assert h.model.arm > 0.5
+    # ...while a token from before the start, on the corrected clock, is still refused
+    h2 = LaneHarness(LaneTiming(clear_settle_s=0.5, token_ttl_s=600, heartbeat_timeout_s=1.0))
+    h2.run(60)
+    h2.wall0 -= 240
+    eid = arrive(h2)
+    answer = h2.decide("open", token=tok(), issued_at=h2.wall - 70, event_id=eid)
+    assert answer == {**answer, "ok": False, "error": "token_before_start"}
+    safe(h)
+
+
 def test_token_for_previous_vehicle_cannot_open_for_the_next(h: LaneHarness) -> None:
     eid = arrive(h, turn_back_after_s=1.0)
     h.run(15)  # the vehicle turned back; the lane is idle again

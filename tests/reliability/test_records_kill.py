@@ -86,7 +86,7 @@ def _check(path: Path, committed: list[str]) -> int:
         audited = {row[0].removeprefix("passage:") for row in db.execute("SELECT subject FROM audit")}
         assert ids <= audited, "a passage without its audit row"
         chain = audit.verify(db)
-        assert chain.ok, chain.message
+        assert chain.ok, chain.problem
         return len(ids)
     finally:
         records.close()

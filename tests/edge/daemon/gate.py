@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,13 @@ TRUCK = {"tractor_plate": "29C73804", "trailer_plate": "29R04567",
 
 
 def write_config(tmp: Path, *, mqtt_port: int, camera_url: str, seal_port: str,
-                 relay_port: str, console_port: int, keys: support.Keys) -> Path:
-    """One lane, every device; fast timings so a test truck takes seconds."""
+                 relay_port: str, console_port: int, keys: support.Keys,
+                 storage_dir: Path | None = None, min_free_mb: int = 500) -> Path:
+    """One lane, every device; fast timings so a test truck takes seconds.
+
+    ``storage_dir`` (default ``tmp/var``) holds cache.db, records.db and evidence/; a test
+    may put it on a filesystem of its own (a small tmpfs for a full disk).
+    """
     text = f"""
 site: {{code: {support.SITE}, name: "Huu Nghi", country: VN, neighbour: CN}}
 lanes:
@@ -79,7 +84,7 @@ mqtt:
   backoff_min: 0.1s
   backoff_max: 1s
   alarm_interval: 0s
-storage: {{dir: {tmp / "var"}}}
+storage: {{dir: {storage_dir or tmp / "var"}, min_free_mb: {min_free_mb}}}
 policy: {{max_cache_age: 1d}}
 console: {{enabled: true, host: 127.0.0.1, port: {console_port}, secure_cookies: false}}
 """
@@ -89,12 +94,23 @@ console: {{enabled: true, host: 127.0.0.1, port: {console_port}, secure_cookies:
 
 
 class Gate:
-    """The processes and simulators of one lane; ``close`` stops everything it started."""
+    """The processes and simulators of one lane; ``close`` stops everything it started.
 
-    def __init__(self, tmp: Path, broker: Mosquitto, keys: support.Keys) -> None:
+    ``edge_env`` and ``controller_env`` are added to the environment of ``gate-edge run`` and
+    of ``gate-controller run`` (e.g. libfaketime's ``LD_PRELOAD`` to move one clock only).
+    """
+
+    def __init__(self, tmp: Path, broker: Mosquitto, keys: support.Keys, *,
+                 storage_dir: Path | None = None, min_free_mb: int = 500,
+                 edge_env: Mapping[str, str] | None = None,
+                 controller_env: Mapping[str, str] | None = None) -> None:
         self.tmp = tmp
         self.broker = broker
         self.keys = keys
+        self.storage = storage_dir or tmp / "var"
+        self.records_path = self.storage / "records.db"
+        self.edge_env = dict(edge_env or {})
+        self.controller_env = dict(controller_env or {})
         self._stack = contextlib.ExitStack()
         self.board = self._stack.enter_context(
             RelayBoardServer(BoardModel(travel_time_s=0.4), link=tmp / "relay1", seed=1))
@@ -107,11 +123,14 @@ class Gate:
         self.console_port = free_port()
         self.config = write_config(tmp, mqtt_port=broker.port, camera_url=self.camera.url,
                                    seal_port=self.seal.port.path, relay_port=self.board.port,
-                                   console_port=self.console_port, keys=keys)
+                                   console_port=self.console_port, keys=keys,
+                                   storage_dir=self.storage, min_free_mb=min_free_mb)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "GATE_EDGE_LOG": "INFO"}
+    def spawn(self, name: str, *args: str,
+              extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "GATE_EDGE_LOG": "INFO",
+               **(extra_env or {})}
         log = (self.tmp / f"{name}.log").open("ab")
         proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
@@ -126,7 +145,7 @@ class Gate:
 
     def start_controller(self) -> None:
         self.spawn("gate-controller", "gate_controller", "run", "-c", str(self.config),
-                   "-b", "board1")
+                   "-b", "board1", extra_env=self.controller_env)
         deadline = time.monotonic() + 20
         sock = self.tmp / "controller-board1.sock"
         while not sock.exists():
@@ -135,7 +154,7 @@ class Gate:
 
     def start_edge(self) -> None:
         runs = self.log("gate-edge").count("gate-edge is running")
-        self.spawn("gate-edge", "edge", "run", "-c", str(self.config))
+        self.spawn("gate-edge", "edge", "run", "-c", str(self.config), extra_env=self.edge_env)
         wait_port(self.console_port, timeout=60)
         # Every part is up (seal readers have their ports open) only after this line.
         deadline = time.monotonic() + 60
@@ -212,8 +231,9 @@ class Gate:
         self._stack.close()
 
 
-def gate(tmp: Path, broker: Mosquitto, keys: support.Keys) -> Iterator[Gate]:
-    g = Gate(tmp, broker, keys)
+def gate(tmp: Path, broker: Mosquitto, keys: support.Keys, **options: Any) -> Iterator[Gate]:
+    """A ``Gate`` for a fixture (``options`` as for ``Gate``), closed when the test ends."""
+    g = Gate(tmp, broker, keys, **options)
     try:
         yield g
     finally:

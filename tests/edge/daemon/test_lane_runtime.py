@@ -1,7 +1,8 @@
 """The lane runtime on its own: real SQLite files, no devices (the lane has no relay board).
 
 These pin what must hold whatever the devices do: a save that fails is retried and recorded
-once; a truck that leaves before its decision is still recorded; a refer only for reads that
+once; a truck that leaves before its decision is still recorded, even when the file cannot
+be written as it leaves; a refer only for reads that
 are still missing waits for them until the deadline.
 """
 
@@ -118,6 +119,32 @@ def test_a_truck_that_leaves_undecided_is_still_recorded(tmp_path: Path) -> None
     [(_, outcome, events)] = rows(tmp_path)
     assert outcome == "refer"
     assert "left_before_decision" in [e["event"] for e in json.loads(events)]
+
+
+def test_a_truck_that_leaves_while_nothing_can_be_saved_is_recorded_later(
+        tmp_path: Path) -> None:
+    async def main() -> None:
+        cfg = config(tmp_path, deadline="30s")
+        lane, store, _ = await started(tmp_path, cfg)
+        try:
+            assert store.records is not None
+            store.records.db.conn.close()           # the file cannot be written for a while
+            lane.on_event({"event": "vehicle_present", "event_id": "E1"})
+            await asyncio.sleep(0.3)
+            lane.on_event({"event": "cleared", "event_id": "E1", "passed": False})
+            await asyncio.sleep(2.5)                # a few failed tries; nothing was lost
+            assert lane._decisions                  # still trying
+            store.records = Records.open(cfg.storage.records_path, check_same_thread=False)
+            await until(lambda: bool(rows(tmp_path)) and "left_before_decision" in
+                        rows(tmp_path)[0][2])
+        finally:
+            await lane.stop()
+            await store.close()
+
+    asyncio.run(main())
+    [(_, outcome, _)] = rows(tmp_path)
+    assert outcome == "refer"
+    assert decisions(tmp_path) == 1
 
 
 def test_a_refer_for_a_read_still_missing_waits_for_it(tmp_path: Path) -> None:
