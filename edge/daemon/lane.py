@@ -19,13 +19,14 @@ import contextlib
 import logging
 import time
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from edge.config import GateEdgeConfig
 from edge.config.lanes import LaneConfig
 from edge.console.feed import CommandResult, LaneFeed, OfficerCommand
 from edge.daemon.controller import ControllerLink, ControllerUnavailable
 from edge.daemon.evidence import EvidenceStore
+from edge.daemon.ports import LaneMetrics, Occupancy
 from edge.daemon.store import DaemonStore
 from edge.domain.model import (
     ContainerRead,
@@ -56,27 +57,6 @@ _BARRIER = {"up": "up", "down": "down", "between": "moving", "contradictory": "u
 # Events worth keeping with the passage (what the barrier did for this truck).
 _PASSAGE_EVENTS = {"state", "opening", "direction", "tailgating", "cleared", "reopened",
                    "referred", "held", "fault"}
-
-
-class Occupancy(Protocol):
-    """What the lane tells a camera: boost capture while a vehicle is on the loop."""
-
-    def set_occupied(self, occupied: bool) -> None:
-        """Boost (True) or relax (False) the frame rate."""
-
-
-class LaneMetrics(Protocol):
-    """The part of ``edge.metrics.GateMetrics`` a lane reports to."""
-
-    def observe_lane_latency(self, lane: str, seconds: float) -> None:
-        """Loop trigger to barrier-open coil."""
-
-    def observe_decision(self, lane: str, outcome: str, reasons: Any,
-                         seconds: float | None = None) -> None:
-        """One decision with its reasons."""
-
-    def count_read(self, lane: str, kind: str, device: str) -> None:
-        """One read from a camera or seal reader."""
 
 
 class LaneRuntime:
