@@ -10,7 +10,10 @@ after another; before each truck, with probability ``--fault-rate``, one fault f
 - ``broker_down``: Mosquitto stopped for a few trucks, then started again;
 - ``serial_garbage``: random bytes sprayed on the Modbus line and noise on the seal line;
 - ``seal_unplug``: the e-seal reader's USB cable pulled and plugged back;
-- ``camera_cut``: the camera's HTTP server stopped for a few seconds.
+- ``camera_cut``: the camera's HTTP server stopped for a few seconds;
+- ``disk_full``: gate-edge's storage (its own small tmpfs, as root) filled to the last byte
+  for a few seconds while the next truck arrives (off, with the reason, where no tmpfs can be
+  mounted).
 
 A lane that went into ``fault`` waits for an officer, as on a real lane: before each truck the
 script looks at gate-controller's status and, when the lane is in fault, resets it the way an
@@ -29,6 +32,7 @@ Run: python benchmarks/chaos.py [--trucks 60] [--fault-rate 0.3] [--seed 1]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import signal
@@ -36,6 +40,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -48,9 +53,11 @@ from bench_lane_latency import fleet
 from simulators.central.broker import Mosquitto
 from tests.edge.daemon.gate import Gate
 from tests.edge.sync import support
+from tests.reliability.disk import DiskUnavailable, fill, small_disk, truncate_wal
 
 FAULTS = ("kill_edge", "kill_controller", "broker_down", "serial_garbage", "seal_unplug",
-          "camera_cut")
+          "camera_cut", "disk_full")
+STORAGE_MB = 64   # the storage tmpfs: records, cache and a few thousand evidence images
 
 
 def inject(gate: Gate, broker: Mosquitto, fault: str, rng: random.Random) -> None:
@@ -75,6 +82,11 @@ def inject(gate: Gate, broker: Mosquitto, fault: str, rng: random.Random) -> Non
         gate.seal.replug()
     elif fault == "camera_cut":
         gate.cut_camera(rng.uniform(1, 4))
+    elif fault == "disk_full":
+        truncate_wal(gate.records_path)
+        filler = fill(gate.storage.parent, 0)
+        # freed a few seconds later, while the truck waits at the shut barrier
+        threading.Timer(rng.uniform(3, 8), filler.unlink).start()
 
 
 def officer_reset(gate: Gate) -> str | None:
@@ -108,7 +120,7 @@ def lane_state(gate: Gate) -> str:
 
 
 def passage_rows(gate: Gate) -> list[tuple[str, str | None]]:
-    db = sqlite3.connect(gate.tmp / "var" / "records.db")
+    db = sqlite3.connect(gate.records_path)
     try:
         return db.execute("SELECT id, outcome FROM passages ORDER BY started_at").fetchall()
     finally:
@@ -138,8 +150,17 @@ def main() -> None:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         keys = support.make_keys(workdir)
-        with Mosquitto(workdir / "mqtt", persistence=True) as broker:
-            gate = Gate(workdir, broker, keys)
+        storage: Path | None = None
+        with contextlib.ExitStack() as stack:
+            if "disk_full" in chosen:
+                try:
+                    storage = stack.enter_context(small_disk(workdir / "disk", STORAGE_MB))
+                    storage = storage / "gate-edge"
+                except DiskUnavailable as exc:
+                    print(f"disk_full is off: {exc}", file=sys.stderr)
+                    chosen = tuple(f for f in chosen if f != "disk_full")
+            broker = stack.enter_context(Mosquitto(workdir / "mqtt", persistence=True))
+            gate = Gate(workdir, broker, keys, storage_dir=storage, min_free_mb=10)
             try:
                 gate.start_controller()
                 gate.start_edge()
@@ -194,6 +215,7 @@ def main() -> None:
                 audit = subprocess.run([sys.executable, "-m", "edge", "audit", "verify", "-c",
                                         str(gate.config)], capture_output=True, text=True)
                 gate.check_alive()
+                edge_log = gate.log("gate-edge")
             finally:
                 gate.close()
     received_ids = {m["body"]["passage_id"] for m in received}
@@ -215,6 +237,10 @@ def main() -> None:
     print(f"barrier: collisions {len(snap['collisions'])}, closed over a vehicle "
           f"{snap['max_close_over_occupied_s']} s, rises {snap['open_rises']}, "
           f"passed {len(snap['passed'])}, turned back {len(snap['turned_back'])}")
+    # what the full disk did: saves refused (passage or its ending), and saves that got through
+    full_refusals = edge_log.count("is full (")
+    print(f"full disk: {full_refusals} save(s) refused and retried; "
+          f"{edge_log.count('saved after')} passage(s) saved once space was back")
     print(f"audit chain: {'verified' if audit.returncode == 0 else 'BROKEN'} "
           f"({audit.stdout.strip() or audit.stderr.strip()})")
     print(json.dumps({
@@ -222,7 +248,7 @@ def main() -> None:
         "records_checked": len(rows), "lost": lost, "target_lost": 0,
         "trucks_without_passage": missing_trucks, "target_trucks_without_passage": 0,
         "officer_resets": sum(resets.values()), "trucks_at_faulted_lane": at_faulted_lane,
-        "extra_passages": extra_passages,
+        "extra_passages": extra_passages, "full_disk_save_refusals": full_refusals,
         "duplicates": len(received) - len(received_ids), "target_duplicates": 0,
         "seq_gaps": report["gap_count"], "invariant_violations": violations,
         "target_invariant_violations": 0, "audit_ok": audit.returncode == 0,
