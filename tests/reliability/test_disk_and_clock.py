@@ -104,6 +104,23 @@ def wait_log(lane: Gate, text: str, timeout: float = 40) -> float:
 
 # -- disk ------------------------------------------------------------------------------------
 
+def started_on_a_full_disk(lane: Gate, disk_path: Path) -> Path:
+    """The gate running with the lane's declaration, then its disk filled to the last byte."""
+    lane.start_controller()
+    lane.start_edge()
+    lane.publish_declarations(DECLARATION)
+    time.sleep(2)
+    truncate_wal(lane.records_path)
+    return fill(disk_path, 0)
+
+
+def assert_nothing_lost(lane: Gate) -> None:
+    """Audit chain intact, barrier invariants held, the centre got every passage, gap-free."""
+    audit_verifies(lane)
+    assert_invariants(lane)
+    assert_centre_complete(lane)
+
+
 def test_low_disk_stops_images_but_passages_are_recorded(disk_lane: Gate,
                                                          small_disk: Path) -> None:
     lane = disk_lane
@@ -135,20 +152,13 @@ def test_low_disk_stops_images_but_passages_are_recorded(disk_lane: Gate,
     assert len(evidence_files(lane)) > len(before)
     assert len(rows(lane)) == 2
     assert lane.board.snapshot()["open_rises"] == 1
-    audit_verifies(lane)
-    assert_invariants(lane)
-    assert_centre_complete(lane)
+    assert_nothing_lost(lane)
 
 
 def test_full_disk_holds_the_barrier_until_the_passage_is_saved(disk_lane: Gate,
                                                                small_disk: Path) -> None:
     lane = disk_lane
-    lane.start_controller()
-    lane.start_edge()
-    lane.publish_declarations(DECLARATION)
-    time.sleep(2)
-    truncate_wal(lane.records_path)
-    filler = fill(small_disk, 0)
+    filler = started_on_a_full_disk(lane, small_disk)
     assert free_mb(small_disk) < 0.01
     lane.drive(TRUCK, seal="ES00012345")
     failed = wait_log(lane, "not saved: the disk holding")
@@ -180,20 +190,13 @@ def test_full_disk_holds_the_barrier_until_the_passage_is_saved(disk_lane: Gate,
     time.sleep(1)
     assert len(lane.passages()) == 1
     assert lane.board.snapshot()["open_rises"] == 1
-    audit_verifies(lane)
-    assert_invariants(lane)
-    assert_centre_complete(lane)
+    assert_nothing_lost(lane)
 
 
 def test_truck_backing_out_while_the_disk_is_full_is_still_recorded(disk_lane: Gate,
                                                                    small_disk: Path) -> None:
     lane = disk_lane
-    lane.start_controller()
-    lane.start_edge()
-    lane.publish_declarations(DECLARATION)
-    time.sleep(2)
-    truncate_wal(lane.records_path)
-    filler = fill(small_disk, 0)
+    filler = started_on_a_full_disk(lane, small_disk)
     # The barrier stays shut, the driver gives up and backs out while nothing can be saved.
     lane.drive({**TRUCK, "duration_s": 25}, seal="ES00012345", turn_back_after_s=11.0)
     wait_log(lane, "not saved: the disk holding")
@@ -213,9 +216,7 @@ def test_truck_backing_out_while_the_disk_is_full_is_still_recorded(disk_lane: G
     assert lane.board.snapshot()["open_rises"] == 0
     time.sleep(1)
     assert len(lane.passages()) == 1
-    audit_verifies(lane)
-    assert_invariants(lane)
-    assert_centre_complete(lane)
+    assert_nothing_lost(lane)
 
 
 # -- clock -----------------------------------------------------------------------------------
@@ -332,9 +333,7 @@ def assert_all_recorded_once(lane: Gate, outcomes: list[str]) -> None:
     assert [r[1] for r in rows(lane)] == outcomes
     assert all(r[2] is not None for r in rows(lane)), rows(lane)   # every ending recorded
     assert seqs(lane) == list(range(1, len(seqs(lane)) + 1))        # outbox seq gap-free
-    audit_verifies(lane)
-    assert_invariants(lane)
-    assert_centre_complete(lane)
+    assert_nothing_lost(lane)
 
 
 def test_gate_edge_clock_stepped_days_ahead_then_back_loses_nothing(

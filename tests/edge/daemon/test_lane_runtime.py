@@ -14,12 +14,15 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edge.config import GateEdgeConfig
 from edge.console.feed import LaneFeed
 from edge.daemon.evidence import EvidenceStore
 from edge.daemon.lane import LaneRuntime
 from edge.daemon.store import DaemonStore
 from edge.domain.model import ContainerRead, PlateRead, utcnow
+from edge.lanes.assembly import Read
 from edge.store.cache import ManifestCache
 from edge.store.records import Records
 from tests import factories
@@ -147,50 +150,32 @@ def test_a_truck_that_leaves_while_nothing_can_be_saved_is_recorded_later(
     assert decisions(tmp_path) == 1
 
 
-def test_a_refer_for_a_read_still_missing_waits_for_it(tmp_path: Path) -> None:
-    """The container comes into the rear camera's view late: the truck is opened, not referred."""
+TRAILER = PlateRead(lane="in-1", camera="cam-rear", role="trailer", text="51R01234",
+                    confidence=0.95, grammar="VN-2ROW")
+CONTAINER = ContainerRead(lane="in-1", camera="cam-rear", text="MSKU1234565", confidence=0.93)
+
+
+@pytest.mark.parametrize(("early", "late"), [
+    # the container comes into the rear camera's view late
+    ([plate("51C12345"), TRAILER], CONTAINER),
+    # the camera's vote first finds the plate unsure (far away, the recognizers disagreeing,
+    # confidence capped below policy.min_plate_confidence); more frames make it sure
+    ([plate("51C12345").model_copy(update={"confidence": 0.79}), TRAILER, CONTAINER],
+     plate("51C12345")),
+], ids=["container-late", "plate-unsure-first"])
+def test_a_refer_for_a_read_still_missing_or_unsure_waits_for_it(
+        tmp_path: Path, early: list[Read], late: Read) -> None:
+    """Referring before the deadline would send a cleared truck to an officer for nothing."""
     async def main() -> None:
         cfg = with_cleared_truck(config(tmp_path, deadline="10s"), require_seal_read=False)
         lane, store, _ = await started(tmp_path, cfg)
         try:
             lane.on_event({"event": "vehicle_present", "event_id": "E1"})
-            lane.add_read(plate("51C12345"))
-            lane.add_read(PlateRead(lane="in-1", camera="cam-rear", role="trailer",
-                                    text="51R01234", confidence=0.95, grammar="VN-2ROW"))
-            await asyncio.sleep(1.0)                # settled, but the container is missing
+            for read in early:
+                lane.add_read(read)
+            await asyncio.sleep(1.0)                # settled, but a read is missing or unsure
             assert lane.decided == 0 and lane.pending()
-            lane.add_read(ContainerRead(lane="in-1", camera="cam-rear", text="MSKU1234565",
-                                        confidence=0.93))
-            await until(lambda: lane.decided == 1)
-        finally:
-            await lane.stop()
-            await store.close()
-
-    asyncio.run(main())
-    [(_, outcome, _)] = rows(tmp_path)
-    assert outcome == "open"
-
-
-def test_an_unsure_plate_read_waits_for_a_sure_one(tmp_path: Path) -> None:
-    """The camera's vote first finds the plate unsure, more frames make it sure: opened.
-
-    Early frames of a far plate can leave the recognizers disagreeing (confidence capped
-    below policy.min_plate_confidence); referring then would send a cleared truck to an
-    officer for what the next frames settle. Until the deadline the lane waits for them.
-    """
-    async def main() -> None:
-        cfg = with_cleared_truck(config(tmp_path, deadline="10s"), require_seal_read=False)
-        lane, store, _ = await started(tmp_path, cfg)
-        try:
-            lane.on_event({"event": "vehicle_present", "event_id": "E1"})
-            lane.add_read(plate("51C12345").model_copy(update={"confidence": 0.79}))
-            lane.add_read(PlateRead(lane="in-1", camera="cam-rear", role="trailer",
-                                    text="51R01234", confidence=0.95, grammar="VN-2ROW"))
-            lane.add_read(ContainerRead(lane="in-1", camera="cam-rear", text="MSKU1234565",
-                                        confidence=0.93))
-            await asyncio.sleep(1.0)                # settled, but the plate is unsure
-            assert lane.decided == 0 and lane.pending()
-            lane.add_read(plate("51C12345"))        # the vote made it sure (0.97)
+            lane.add_read(late)
             await until(lambda: lane.decided == 1)
         finally:
             await lane.stop()
