@@ -77,6 +77,17 @@ def fold_confusables(text: str) -> str:
     return normalize_plate(text).translate(_FOLD_TABLE)
 
 
+def dropped_one(short: str, full: str) -> bool:
+    """Is ``short`` the plate ``full`` with one character missing (an edge cut off, a blur)?
+
+    One camera watching one vehicle does read a plate's last digit away now and then, and the
+    shorter text may still fit an older layout (51C1234 for 51C12345), so the grammar alone
+    cannot reject it. Two such reads are one plate, not the two plates of PLATE_MISMATCH.
+    """
+    a, b = fold_confusables(short), fold_confusables(full)
+    return len(b) == len(a) + 1 and any(b[:i] + b[i + 1:] == a for i in range(len(b)))
+
+
 def confusable_partners(char: str) -> str:
     """Characters OCR mistakes ``char`` for (``"8"`` → ``"B"``)."""
     return _PARTNERS.get(char, "")

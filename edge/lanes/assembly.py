@@ -25,7 +25,7 @@ from edge.domain.model import (
     SealRead,
     new_passage_id,
 )
-from edge.domain.plates import fold_confusables
+from edge.domain.plates import dropped_one, fold_confusables
 
 Read = PlateRead | ContainerRead | SealRead
 
@@ -191,17 +191,6 @@ class LaneAssembler:
     def _forget_before(self, cutoff: datetime) -> None:
         while self._recent and self._recent[0][0] < cutoff:
             self._recent.popleft()
-
-
-def dropped_one(short: str, full: str) -> bool:
-    """Is ``short`` the plate ``full`` with one character missing (an edge cut off, a blur)?
-
-    One camera watching one vehicle does read a plate's last digit away now and then, and the
-    shorter text may still fit an older layout (51C1234 for 51C12345), so the grammar alone
-    cannot reject it. Two such reads are one plate, not the two plates of PLATE_MISMATCH.
-    """
-    a, b = fold_confusables(short), fold_confusables(full)
-    return len(b) == len(a) + 1 and any(b[:i] + b[i + 1:] == a for i in range(len(b)))
 
 
 def _same_vehicle(read: Read, session: PassageSession) -> bool:

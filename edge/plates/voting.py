@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.domain.plates import fold_confusables
+from edge.domain.plates import dropped_one, fold_confusables
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,7 @@ def _near(a: str, b: str) -> bool:
         return True
     if len(fa) == len(fb):
         return sum(x != y for x, y in zip(fa, fb, strict=True)) <= 1
-    short, long_ = sorted((fa, fb), key=len)
-    return len(long_) == len(short) + 1 and any(long_[:i] + long_[i + 1:] == short
-                                                for i in range(len(long_)))
+    return dropped_one(a, b) or dropped_one(b, a)
 
 
 class PlateVoter:
