@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 
 from edge.config.cameras import CameraConfig, ReaderConfig
 from edge.domain.model import ContainerRead, PlateCandidate, PlateRead
+from edge.parent_watch import parent_gone
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
 
     `daemon_pid` is the pid of the process that started the worker, taken in that process:
     asking os.getppid() here, after seconds of model loading, gave 1 when the daemon had been
-    SIGKILLed in the meantime, and the orphan then kept running for good.
+    SIGKILLed in the meantime, and the orphan then kept running for good (parent_watch.py).
     """
     from edge.logging_setup import configure_logging
     # A spawned child starts with no logging set up: without this, a camera that cannot be
@@ -69,7 +70,7 @@ def worker_main(camera: dict[str, Any], reader_cfg: dict[str, Any], lane: str,
         while not halt.is_set():
             # A gate-edge killed with SIGKILL cannot set `stop`: a new parent pid means
             # the daemon is gone, and an orphaned worker must not keep a camera busy.
-            if stop.is_set() or os.getppid() != parent:
+            if stop.is_set() or parent_gone(parent):
                 halt.set()
             if occupied.is_set():
                 capture.occupied.set()

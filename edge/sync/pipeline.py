@@ -20,6 +20,8 @@ Order and "acknowledged only once committed" are kept:
   a round trip to the worker would cost more than it saves.
 * If the worker process dies, its messages are prepared inline and a new worker is started
   for the next large message; nothing is lost or reordered.
+* If the daemon dies (SIGKILL), the worker notices within ~0.5 s and exits
+  (``edge/parent_watch.py``) instead of living on as an orphan.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -35,6 +38,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from edge.logging_setup import configure_logging
+from edge.parent_watch import exit_when_parent_gone
 from edge.sync.downlink import Downlink, Handled
 from edge.sync.prepare import Prepared, Preparer, Rejected
 
@@ -46,8 +51,12 @@ MIN_WORKER_BYTES = 64 * 1024
 _worker_preparer: Preparer | None = None
 
 
-def _init_worker(preparer: Preparer) -> None:
+def _init_worker(preparer: Preparer, parent_pid: int, log_level: int) -> None:
+    """Worker start: ``parent_pid`` is the daemon's pid, taken in the daemon (parent_watch.py)."""
     global _worker_preparer
+    # A spawned child starts with no logging set up; stderr goes to the daemon's journal.
+    configure_logging(log_level)
+    exit_when_parent_gone(parent_pid, "downlink worker")
     _worker_preparer = preparer
     # A 1,000-declaration batch allocates ~50,000 short-lived objects (JSON values, models,
     # rows) and no reference cycles; the default threshold (700) would run ~70 young
@@ -130,10 +139,13 @@ class DownPipeline:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # spawn: never fork a process that holds SQLite connections and paho's threads
+        # spawn: never fork a process that holds SQLite connections and paho's threads.
+        # os.getpid() here, in the daemon: the worker's own os.getppid() may already be init's.
         return ProcessPoolExecutor(max_workers=self.workers,
                                    mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.downlink.preparer,))
+                                   initializer=_init_worker,
+                                   initargs=(self.downlink.preparer, os.getpid(),
+                                             logging.getLogger().getEffectiveLevel()))
 
     # -- input (paho's thread) -------------------------------------------------------------
     def submit(self, topic: str, payload: bytes, token: Any = None) -> None:

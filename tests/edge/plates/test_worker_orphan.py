@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import running
+
 REPO = Path(__file__).resolve().parents[3]
 
 PARENT = """
@@ -29,15 +31,6 @@ w.start()
 print(w.process.pid, flush=True)
 time.sleep(600)
 """
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for whoever adopted it counts as gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
 
 
 @pytest.mark.timeout(120)
@@ -54,12 +47,12 @@ def test_worker_exits_when_its_daemon_is_killed(tmp_path: Path, kill_after_s: fl
     assert parent.stdout is not None
     worker_pid = int(parent.stdout.readline())
     time.sleep(kill_after_s)
-    assert _alive(worker_pid)
+    assert running(worker_pid)
     parent.send_signal(signal.SIGKILL)
     parent.wait(10)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if not _alive(worker_pid):
+        if not running(worker_pid):
             return
         time.sleep(0.2)
     os.kill(worker_pid, signal.SIGKILL)
