@@ -433,11 +433,12 @@ class LaneRuntime:
                                reply: dict[str, Any]) -> None:
         """The controller judged the open token by a clock that disagrees with ours.
 
-        Safe as it is (the arm stays down), but no truck would ever open automatically while
-        the clocks disagree: say so once per truck with the fix, refer the truck to an
-        officer at the controller and on the console, and tell the centre. The passage and
-        its decision stay recorded as the matcher made them; the refusal and the referral
-        are in its barrier events.
+        Safe as it is (the arm stays down), but no truck would open automatically while the
+        clocks disagree: say so once per truck with the fix, tell the centre, and refer the
+        truck as a second decision of its passage, recorded like an officer's (decision row,
+        audit rows with the refused ``open``, outbox message), so neither the passage list nor
+        the audit chain nor the centre shows an opening that never happened. On record (retried
+        while records.db cannot be written) before the controller is told, as any decision.
         """
         error, message = reply.get("error"), reply.get("message")
         log.error("lane %s: gate-controller refused the open token for passage %s: %s (%s). "
@@ -448,8 +449,28 @@ class LaneRuntime:
         self.feed.update_lane(self.lane.id, outcome="refer", reasons=(reason.value,))
         self._alarm(reason.value, f"open token refused at lane {self.lane.id}: {error} "
                     f"({message}); truck referred", {"passage_id": session.id, "error": error})
-        await self._send(session, opened.model_copy(update={
-            "outcome": Outcome.REFER, "reasons": (reason,), "decided_at": utcnow()}))
+        refer = opened.model_copy(update={
+            "outcome": Outcome.REFER, "reasons": (reason,), "decided_at": utcnow(),
+            "details": (*opened.details, f"open token refused by gate-controller: {error} "
+                        f"({message}); referred to an officer")})
+        revised, _ = await self._until_saved(
+            lambda: self.store.revise(session.id, refer, replaces=opened,
+                                      action="barrier.open_refused",
+                                      detail={"error": error, "message": message}),
+            lambda: f"referral of passage {session.id}", "The barrier stays shut; retrying "
+            "every second")
+        if revised is None:
+            log.warning("lane %s: passage %s was decided by an officer meanwhile; that decision "
+                        "stands and the referral is not recorded", self.lane.id, session.id)
+            return
+        try:
+            self._notify_outbox()
+            self.feed.publish_passage(revised)
+        except Exception:
+            log.exception("lane %s: referral of passage %s saved, but the console was not "
+                          "updated", self.lane.id, session.id)
+        if self.event_id == session.controller_event:   # the truck still waits at the arm
+            await self._send(session, refer)
 
     async def _finish(self, session: PassageSession, now: datetime) -> None:
         """The truck left: record the ending; a truck that left undecided is still recorded.
