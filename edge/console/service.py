@@ -35,7 +35,6 @@ from edge.domain.model import (
     HotlistKind,
     Manifest,
     Outcome,
-    Passage,
     PlateRead,
     normalize_hotlist_value,
     utcnow,
@@ -45,8 +44,7 @@ from edge.matching.matcher import decide
 from edge.store import audit, outbox
 from edge.store.audit import AuditRecord, ChainCheck
 from edge.store.cache import ManifestCache
-from edge.store.db import from_iso
-from edge.store.records import PassageRow, Records, reads_of
+from edge.store.records import PassageRow, Records, reads_of, stored_passage
 
 log = logging.getLogger(__name__)
 
@@ -300,12 +298,7 @@ class ConsoleService:
             if fresh is None or fresh.decision != row.decision:
                 raise Conflict(f"passage {passage_id} was changed meanwhile; reload and decide "
                                "again")
-            passage = Passage(id=fresh.id, lane=fresh.lane,
-                              started_at=from_iso(fresh.started_at),
-                              ended_at=from_iso(fresh.ended_at) if fresh.ended_at else None,
-                              reads=reads, decision=new,
-                              barrier_events=tuple(fresh.barrier_events),
-                              evidence=tuple(fresh.evidence))
+            passage = stored_passage(fresh, decision=new, reads=reads)
             self.records.save_passage(passage, actor=user.name, publish_topic=self.passage_topic)
             self.records.audit_event(actor=user.name, action=f"officer.{action}",
                                      subject=f"passage:{row.id}", reason_code=code, detail=detail,

@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from edge.config import GateEdgeConfig
 from edge.config.lanes import LaneConfig
@@ -30,6 +31,7 @@ from edge.daemon.ports import LaneMetrics, Occupancy
 from edge.daemon.store import DaemonStore
 from edge.domain.model import (
     ContainerRead,
+    Decision,
     Outcome,
     Passage,
     PlateRead,
@@ -41,6 +43,7 @@ from edge.lanes.assembly import AssemblyTiming, LaneAssembler, PassageSession, R
 from edge.sync.downlink import LaneCommand
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: how often a lane looks for a passage that has become due; a vehicle_present or a read
 #: wakes it at once, so this bounds only the settle timer's overshoot
@@ -52,7 +55,6 @@ LATE_READS = {ReasonCode.CONTAINER_MISSING, ReasonCode.SEAL_MISSING, ReasonCode.
               ReasonCode.PLATE_NOT_READ, ReasonCode.LOW_CONFIDENCE}
 # The controller's refusals of an open token that mean "the clocks disagree" (or a step).
 CLOCK_REFUSALS = {"token_from_future", "token_expired", "token_before_start"}
-CLOCK_REASON = "CLOCK_SKEW"
 _BARRIER = {"up": "up", "down": "down", "between": "moving", "contradictory": "unknown"}
 # Events worth keeping with the passage (what the barrier did for this truck).
 _PASSAGE_EVENTS = {"state", "opening", "direction", "tailgating", "cleared", "reopened",
@@ -91,7 +93,7 @@ class LaneRuntime:
         self._deciding: asyncio.Task[None] | None = None
         self._held_back: dict[str, int] = {}
         self._resuming: asyncio.Task[None] | None = None
-        self._sent: dict[str, tuple[str, list[str]]] = {}
+        self._sent: dict[str, Decision] = {}   # what the controller was last told, per passage
         self._failures = 0
         self._failing_since = 0.0
         self._retry_after = 0.0
@@ -239,9 +241,8 @@ class LaneRuntime:
                 and current.controller_event == event_id):
             # The link came back while our truck still waits: send the same decision again
             # (a fresh token for open), never a second passage for one truck.
-            if resume and self._sent.get(current.id):
-                action, reasons = self._sent[current.id]
-                self._spawn(self._send(current, action, reasons))
+            if resume and current.id in self._sent:
+                self._spawn(self._send(current, self._sent[current.id]))
             return
         session = self.assembler.vehicle_present(now, event_id)
         events = self._events.setdefault(session.id, [])
@@ -289,8 +290,7 @@ class LaneRuntime:
             self.feed.update_lane(self.lane.id, passage_id=passage_id,
                                   outcome=decision.outcome.value,
                                   reasons=tuple(r.value for r in decision.reasons))
-            await self._send(session, decision.outcome.value,
-                             [r.value for r in decision.reasons])
+            await self._send(session, decision)
         except Exception:
             log.exception("lane %s: could not look up an earlier decision; deciding afresh",
                           self.lane.id)
@@ -341,16 +341,9 @@ class LaneRuntime:
             self._failures += 1
             if self._failures == 1:
                 self._failing_since = time.monotonic()
-            full = self.store.disk_full(exc)
-            if self._failures == 1 or self._failures % 60 == 0:
-                if full:
-                    log.error("lane %s: passage %s not saved: %s. The barrier stays shut and "
-                              "the truck waits; the save is retried every second (try %d)",
-                              self.lane.id, session.id, full, self._failures)
-                else:
-                    log.exception("lane %s: passage %s could not be decided or saved (try %d); "
-                                  "the barrier stays shut, retrying every second",
-                                  self.lane.id, session.id, self._failures)
+            full = self._log_save_failure(exc, self._failures, f"passage {session.id}",
+                                          "The barrier stays shut and the truck waits; the "
+                                          "save is retried every second")
             session.decided_at = None
             self._retry_after = time.monotonic() + 1.0
             self.feed.update_lane(self.lane.id, outcome="refer",
@@ -362,9 +355,8 @@ class LaneRuntime:
                         "decides normally again", self.lane.id, session.id, self._failures,
                         time.monotonic() - self._failing_since)
         self._failures = 0
-        decision = passage.decision
-        assert decision is not None
-        await self._send(session, decision.outcome.value, [r.value for r in decision.reasons])
+        assert passage.decision is not None
+        await self._send(session, passage.decision)
 
     async def _worth_waiting(self, session: PassageSession, at: datetime) -> bool:
         """A refer only for reads still missing, before the deadline: wait for them.
@@ -416,11 +408,13 @@ class LaneRuntime:
                          "reasons": [r.value for r in decision.reasons]}, severity="critical")
         return passage
 
-    async def _send(self, session: PassageSession, action: str, reasons: list[str]) -> None:
-        self._sent = {session.id: (action, reasons)}
+    async def _send(self, session: PassageSession, decision: Decision) -> None:
+        """Tell gate-controller the recorded ``decision`` (``open`` as a fresh token)."""
+        self._sent = {session.id: decision}
         event_id = session.controller_event
         if self.link is None or event_id is None:
             return
+        action, reasons = decision.outcome.value, [r.value for r in decision.reasons]
         try:
             reply = await self.link.decide(action, event_id, session.id, reasons)
         except ControllerUnavailable as exc:
@@ -429,86 +423,113 @@ class LaneRuntime:
             {"event": "decision_sent", "action": action, "ok": bool(reply.get("ok")),
              "error": reply.get("error"), "at": utcnow().isoformat()})
         if reply.get("error") in CLOCK_REFUSALS and action == "open":
-            await self._refer_for_clock(session, event_id, reply)
+            await self._refer_for_clock(session, decision, reply)
         elif not reply.get("ok"):
             log.warning("lane %s: gate-controller refused %s for passage %s: %s (%s); the "
                         "barrier stays shut", self.lane.id, action, session.id,
                         reply.get("error"), reply.get("message"))
 
-    async def _refer_for_clock(self, session: PassageSession, event_id: str,
+    async def _refer_for_clock(self, session: PassageSession, opened: Decision,
                                reply: dict[str, Any]) -> None:
         """The controller judged the open token by a clock that disagrees with ours.
 
-        Safe as it is (the arm stays down), but no truck would ever open automatically while
-        the clocks disagree: say so once per truck with the fix, refer the truck to an
-        officer at the controller and on the console, and tell the centre. The passage and
-        its decision stay recorded as the matcher made them; the refusal and the referral
-        are in its barrier events.
+        Safe as it is (the arm stays down), but no truck would open automatically while the
+        clocks disagree: say so once per truck with the fix, tell the centre, and refer the
+        truck as a second decision of its passage, recorded like an officer's (decision row,
+        audit rows with the refused ``open``, outbox message), so neither the passage list nor
+        the audit chain nor the centre shows an opening that never happened. On record (retried
+        while records.db cannot be written) before the controller is told, as any decision.
         """
+        error, message = reply.get("error"), reply.get("message")
         log.error("lane %s: gate-controller refused the open token for passage %s: %s (%s). "
                   "gate-edge's wall clock and gate-controller's disagree, or the clock was "
                   "stepped; check the time source (timedatectl status, chronyc tracking). The "
-                  "truck is referred to an officer", self.lane.id, session.id,
-                  reply.get("error"), reply.get("message"))
-        self._sent = {session.id: ("refer", [CLOCK_REASON])}
-        self.feed.update_lane(self.lane.id, outcome="refer", reasons=(CLOCK_REASON,))
-        self._alarm(CLOCK_REASON, f"open token refused at lane {self.lane.id}: "
-                    f"{reply.get('error')} ({reply.get('message')}); truck referred",
-                    {"passage_id": session.id, "error": reply.get("error")})
-        assert self.link is not None
+                  "truck is referred to an officer", self.lane.id, session.id, error, message)
+        reason = ReasonCode.CLOCK_SKEW
+        self.feed.update_lane(self.lane.id, outcome="refer", reasons=(reason.value,))
+        self._alarm(reason.value, f"open token refused at lane {self.lane.id}: {error} "
+                    f"({message}); truck referred", {"passage_id": session.id, "error": error})
+        refer = opened.model_copy(update={
+            "outcome": Outcome.REFER, "reasons": (reason,), "decided_at": utcnow(),
+            "details": (*opened.details, f"open token refused by gate-controller: {error} "
+                        f"({message}); referred to an officer")})
+        revised, _ = await self._until_saved(
+            lambda: self.store.revise(session.id, refer, replaces=opened,
+                                      action="barrier.open_refused",
+                                      detail={"error": error, "message": message}),
+            lambda: f"referral of passage {session.id}", "The barrier stays shut; retrying "
+            "every second")
+        if revised is None:
+            log.warning("lane %s: passage %s was decided by an officer meanwhile; that decision "
+                        "stands and the referral is not recorded", self.lane.id, session.id)
+            return
         try:
-            again = await self.link.decide("refer", event_id, session.id, [CLOCK_REASON])
-        except ControllerUnavailable as exc:
-            again = {"ok": False, "error": "controller_unavailable", "message": str(exc)}
-        self._events.setdefault(session.id, []).append(
-            {"event": "decision_sent", "action": "refer", "ok": bool(again.get("ok")),
-             "error": again.get("error"), "at": utcnow().isoformat()})
-        if not again.get("ok"):
-            log.warning("lane %s: gate-controller refused refer for passage %s: %s (%s); the "
-                        "barrier stays shut", self.lane.id, session.id, again.get("error"),
-                        again.get("message"))
+            self._notify_outbox()
+            self.feed.publish_passage(revised)
+        except Exception:
+            log.exception("lane %s: referral of passage %s saved, but the console was not "
+                          "updated", self.lane.id, session.id)
+        if self.event_id == session.controller_event:   # the truck still waits at the arm
+            await self._send(session, refer)
 
     async def _finish(self, session: PassageSession, now: datetime) -> None:
         """The truck left: record the ending; a truck that left undecided is still recorded.
 
-        Retried every second, like a decision, while records.db cannot be written (a full
-        disk, a locked file): a truck that backed out while nothing could be saved would
-        otherwise leave no passage at all. Stopping the daemon cancels the retries.
+        Retried while records.db cannot be written: a truck that backed out while nothing
+        could be saved would otherwise leave no passage at all.
         """
         undecided = session.decided_at is None
         session.decided_at = session.decided_at or now
-        tries = 0
-        while True:
-            try:
-                if undecided:
-                    await self._record_decision(session, now)
-                    undecided = False
-                    self._events.setdefault(session.id, []).append(
-                        {"event": "left_before_decision", "at": now.isoformat()})
-                crops = self._crops.get(session.id, [])
-                await self.store.close_passage(
-                    session.id, ended_at=now, barrier_events=self._events.get(session.id, []),
-                    evidence=self.evidence.entries(crops), reads=session.reads(now))
-                break
-            except Exception as exc:
-                tries += 1
-                if tries == 1 or tries % 60 == 0:
-                    full = self.store.disk_full(exc)
-                    what = "passage" if undecided else "ending of passage"
-                    if full:
-                        log.error("lane %s: %s %s (the truck has left) not recorded: %s; "
-                                  "retrying every second (try %d)", self.lane.id, what,
-                                  session.id, full, tries)
-                    else:
-                        log.exception("lane %s: %s %s (the truck has left) not recorded; "
-                                      "retrying every second (try %d)", self.lane.id, what,
-                                      session.id, tries)
-                await asyncio.sleep(1.0)
+
+        async def record() -> None:
+            nonlocal undecided
+            if undecided:
+                await self._record_decision(session, now)
+                undecided = False
+                self._events.setdefault(session.id, []).append(
+                    {"event": "left_before_decision", "at": now.isoformat()})
+            crops = self._crops.get(session.id, [])
+            await self.store.close_passage(
+                session.id, ended_at=now, barrier_events=self._events.get(session.id, []),
+                evidence=self.evidence.entries(crops), reads=session.reads(now))
+
+        _, tries = await self._until_saved(
+            record, lambda: f"{'passage' if undecided else 'ending of passage'} {session.id} "
+                            "(the truck has left)", "Retrying every second")
         self._events.pop(session.id, None)
         self.evidence.forget(self._crops.pop(session.id, []))
         if tries:
             log.warning("lane %s: passage %s and its ending recorded after %d failed tries",
                         self.lane.id, session.id, tries)
+
+    async def _until_saved(self, save: Callable[[], Awaitable[T]], what: Callable[[], str],
+                           then: str) -> tuple[T, int]:
+        """Retry ``save`` every second until it succeeds: its result and the failed tries."""
+        tries = 0
+        while True:
+            try:
+                return await save(), tries
+            except Exception as exc:
+                tries += 1
+                self._log_save_failure(exc, tries, what(), then)
+                await asyncio.sleep(1.0)
+
+    def _log_save_failure(self, exc: BaseException, tries: int, what: str,
+                          then: str) -> str | None:
+        """Log a record not saved, at the first try and every 60th; returns the disk-full text.
+
+        A full disk is logged with the filesystem and what to free (its cause is known, so no
+        traceback); anything else with its traceback.
+        """
+        full = self.store.disk_full(exc)
+        if tries == 1 or tries % 60 == 0:
+            if full:
+                log.error("lane %s: %s not saved: %s. %s (try %d)", self.lane.id, what, full,
+                          then, tries)
+            else:
+                log.error("lane %s: %s not saved. %s (try %d)", self.lane.id, what, then, tries,
+                          exc_info=exc)
+        return full
 
     # -- commands ------------------------------------------------------------------------------
     async def officer(self, command: OfficerCommand) -> CommandResult:

@@ -113,6 +113,15 @@ class DaemonStore:
         assert self.records is not None
         self.records.save_passage(passage, actor=actor, publish_topic=self.publish_topic)
 
+    async def revise(self, passage_id: str, decision: Decision, *, replaces: Decision,
+                     action: str, detail: Mapping[str, Any]) -> Passage | None:
+        """Record a later decision for a saved passage (``Records.revise_decision``)."""
+        assert self.records is not None
+        records = self.records
+        return await self._run(lambda: records.revise_decision(
+            passage_id, decision, replaces=replaces, action=action, detail=detail,
+            publish_topic=self.publish_topic))
+
     async def close_passage(self, passage_id: str, *, ended_at: datetime,
                             barrier_events: Sequence[Mapping[str, Any]],
                             evidence: Sequence[Mapping[str, str]], reads: PassageReads) -> None:

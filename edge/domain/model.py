@@ -345,6 +345,9 @@ class ReasonCode(StrEnum):
     HOTLIST_TRADER = "HOTLIST_TRADER"
     CACHE_STALE = "CACHE_STALE"
     TAILGATING = "TAILGATING"
+    # Set by the lane, not the matcher: gate-controller refused the open token because its
+    # clock and gate-edge's disagree (token from the future, expired, before its start).
+    CLOCK_SKEW = "CLOCK_SKEW"
 
 
 class Outcome(StrEnum):

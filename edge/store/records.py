@@ -17,7 +17,7 @@ import sqlite_utils
 
 from edge.domain.model import Decision, Passage, PassageReads, utcnow
 from edge.store import audit, outbox
-from edge.store.db import Migration, connect, iso, migrate
+from edge.store.db import Migration, connect, from_iso, iso, migrate
 
 
 def _m001_passages(db: sqlite_utils.Database) -> None:
@@ -189,6 +189,33 @@ class Records:
             self.db.execute(f"UPDATE passages SET {', '.join(sets)} WHERE id = ?",
                             [*args, passage_id])
 
+    def revise_decision(self, passage_id: str, decision: Decision, *, replaces: Decision,
+                        action: str, detail: Mapping[str, Any], actor: str = "gate-edge",
+                        publish_topic: str | None = None) -> Passage | None:
+        """A later decision for a decided passage, recorded as an officer's decision is.
+
+        The passage's outcome becomes ``decision``, which gets its own decision row, audit row
+        and outbox message (``save_passage``); the earlier decision stays in ``decisions``, the
+        audit chain and the centre's history. ``action`` (what made the change, with
+        ``detail`` and the previous outcome) is audited beside it, all in one transaction.
+        Returns the passage as now stored, or None (nothing written) if its decision is no
+        longer ``replaces``: an officer decided meanwhile, and that is never overwritten.
+        """
+        with self.db.atomic():
+            row = self.passage(passage_id)
+            current = Decision.model_validate(row.decision) if row and row.decision else None
+            if row is None or current is None or (current.decided_at, current.decided_by) != (
+                    replaces.decided_at, replaces.decided_by):
+                return None
+            passage = stored_passage(row, decision=decision)
+            self.save_passage(passage, actor=actor, publish_topic=publish_topic)
+            audit.append(self.db, at=decision.decided_at, actor=actor, action=action,
+                         subject=f"passage:{passage_id}",
+                         reason_code=decision.reasons[0].value if decision.reasons else None,
+                         detail={"lane": row.lane, **detail,
+                                 "previous": {"outcome": row.outcome, "reasons": row.reasons}})
+        return passage
+
     def _has_decision(self, passage_id: str, decision: Decision) -> bool:
         row = self.db.execute(
             "SELECT 1 FROM decisions WHERE passage_id = ? AND decided_at = ? AND decided_by = ?",
@@ -271,3 +298,16 @@ def _row(row: tuple[Any, ...]) -> PassageRow:
 def reads_of(row: PassageRow) -> PassageReads:
     """The typed reads of a stored passage."""
     return PassageReads.model_validate(row.reads)
+
+
+def stored_passage(row: PassageRow, *, decision: Decision | None,
+                   reads: PassageReads | None = None) -> Passage:
+    """A stored passage as a ``Passage`` with a new decision (and reads), ready to save again.
+
+    Times, barrier events and evidence are kept as stored: a revised decision changes the
+    decision, never what the barrier did or which images prove it.
+    """
+    return Passage(id=row.id, lane=row.lane, started_at=from_iso(row.started_at),
+                   ended_at=from_iso(row.ended_at) if row.ended_at else None,
+                   reads=reads if reads is not None else reads_of(row), decision=decision,
+                   barrier_events=tuple(row.barrier_events), evidence=tuple(row.evidence))

@@ -14,6 +14,7 @@ collision and no arm coming down on a vehicle.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -326,10 +327,13 @@ def next_truck(lane: Gate, **changes: Any) -> dict[str, Any]:
     return {**TRUCK, **changes}
 
 
-def assert_all_recorded_once(lane: Gate, outcomes: list[str]) -> None:
-    lane.wait_passages(len(outcomes))
+def assert_all_recorded_once(lane: Gate, outcomes: list[str],
+                             sent: list[str] | None = None) -> None:
+    """One passage per truck with ``outcomes``; the centre got ``sent`` (every decision)."""
+    sent = sent or outcomes
+    lane.wait_passages(len(sent))
     time.sleep(1)
-    assert [decision(m)["outcome"] for m in lane.passages()] == outcomes
+    assert [decision(m)["outcome"] for m in lane.passages()] == sent
     assert [r[1] for r in rows(lane)] == outcomes
     assert all(r[2] is not None for r in rows(lane)), rows(lane)   # every ending recorded
     assert seqs(lane) == list(range(1, len(seqs(lane)) + 1))        # outbox seq gap-free
@@ -414,7 +418,7 @@ def test_gate_edge_clock_apart_from_the_controllers_refers_instead_of_opening(
     # the matcher opens; the controller, on the real time, refuses the token from the future.
     edge_clock.set("+1h")
     lane.drive(next_truck(lane), seal="ES00012345", turn_back_after_s=8.0)
-    [msg] = lane.wait_passages(1)
+    msg = lane.wait_passages(1)[0]
     assert decision(msg)["outcome"] == "open", decision(msg)
     wait_log(lane, "refused the open token")
     said = lane.log("gate-edge")
@@ -428,12 +432,28 @@ def test_gate_edge_clock_apart_from_the_controllers_refers_instead_of_opening(
     lane.wait_idle()
     assert lane.board.snapshot()["open_rises"] == 0
     with sqlite3.connect(lane.records_path) as db:
-        [(events,)] = db.execute("SELECT barrier_events FROM passages").fetchall()
+        [(pid, outcome, reasons, events)] = db.execute(
+            "SELECT id, outcome, reasons, barrier_events FROM passages").fetchall()
+        history = db.execute("SELECT outcome, reasons, decided_by FROM decisions WHERE "
+                             "passage_id = ? ORDER BY id", [pid]).fetchall()
+        sent = db.execute("SELECT payload FROM outbox WHERE kind = 'passage' ORDER BY seq"
+                          ).fetchall()
+        actions = [a for (a,) in db.execute("SELECT action FROM audit WHERE subject = ? "
+                                            "ORDER BY id", [f"passage:{pid}"])]
     assert "token_from_future" in events and '"referred"' in events, events
+    # was: still recorded (and sent) as opened, the barrier having stayed down
+    assert (outcome, reasons) == ("refer", '["CLOCK_SKEW"]'), (outcome, reasons)
+    assert history == [("open", "[]", "auto"), ("refer", '["CLOCK_SKEW"]', "auto")], history
+    assert [json.loads(p)["decision"]["outcome"] for (p,) in sent] == ["open", "refer"]
+    assert actions == ["decision.open", "decision.refer", "barrier.open_refused"], actions
+    refer = lane.wait_passages(2)[1]
+    assert refer["body"]["passage_id"] == pid == msg["body"]["passage_id"]
+    assert decision(refer)["reasons"] == ["CLOCK_SKEW"], decision(refer)
+    assert any("token_from_future" in d for d in decision(refer)["details"]), decision(refer)
 
     edge_clock.set("+0")
     lane.drive(next_truck(lane), seal="ES00012345")
     assert lane.board.wait_for(lambda s: len(s["passed"]) == 1, timeout=40)
     lane.wait_idle()
     assert lane.board.snapshot()["open_rises"] == 1
-    assert_all_recorded_once(lane, ["open", "open"])
+    assert_all_recorded_once(lane, ["refer", "open"], sent=["open", "refer", "open"])

@@ -53,6 +53,42 @@ def test_officer_decision_is_a_second_decision(records: Records) -> None:
     assert [r.actor for r in audit.records(records.db)] == ["gate-edge", "officer.nguyen"]
 
 
+def test_revised_decision_replaces_the_outcome_and_keeps_the_first(records: Records) -> None:
+    """A refused open token turned into a referral: recorded like an officer's decision."""
+    passage = _passage(Outcome.OPEN)
+    topic = "edge/v1/HUUNGHI/passages"
+    records.save_passage(passage, publish_topic=topic)
+    assert passage.decision is not None
+    refer = passage.decision.model_copy(update={
+        "outcome": Outcome.REFER, "reasons": (ReasonCode.CLOCK_SKEW,),
+        "decided_at": NOW.replace(second=30)})
+    revised = records.revise_decision(passage.id, refer, replaces=passage.decision,
+                                      action="barrier.open_refused",
+                                      detail={"error": "token_from_future"},
+                                      publish_topic=topic)
+    assert revised is not None and revised.decision == refer
+    row = records.passage(passage.id)
+    assert row is not None and row.outcome == "refer" and row.reasons == ["CLOCK_SKEW"]
+    assert revised.started_at == passage.started_at and row.reads == json.loads(
+        passage.reads.model_dump_json())
+    assert [d["outcome"] for d in records.decisions(passage.id)] == ["open", "refer"]
+    assert [(r.action, r.reason_code) for r in audit.records(records.db)] == [
+        ("decision.open", None), ("decision.refer", "CLOCK_SKEW"),
+        ("barrier.open_refused", "CLOCK_SKEW")]
+    assert audit.records(records.db)[-1].detail["previous"] == {"outcome": "open", "reasons": []}
+    assert [m.payload["decision"]["outcome"] for m in outbox.pending(records.db)] == [
+        "open", "refer"]
+    assert audit.verify(records.db).ok
+    # an officer decided meanwhile: nothing written, their decision stands
+    officer = refer.model_copy(update={"outcome": Outcome.HOLD, "decided_by": "officer.tran",
+                                       "decided_at": NOW.replace(minute=5)})
+    records.save_passage(passage.model_copy(update={"decision": officer}))
+    assert records.revise_decision(passage.id, refer, replaces=passage.decision,
+                                   action="barrier.open_refused", detail={}) is None
+    assert records.passage(passage.id).outcome == "hold"  # type: ignore[union-attr]
+    assert len(records.decisions(passage.id)) == 3 and outbox.depth(records.db) == 2
+
+
 def test_failed_transaction_leaves_nothing_half_written(records: Records,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: object, **kwargs: object) -> int:
