@@ -219,6 +219,13 @@ def main() -> None:
             finally:
                 gate.close()
     received_ids = {m["body"]["passage_id"] for m in received}
+    # a passage may rightly send a second, different decision (a clock-refused open becomes a
+    # referral, docs/protocols.md); a duplicate is the same decision of a passage sent again
+    # under a new key (the centre already drops equal keys)
+    duplicates = len(received) - len({
+        (m["body"]["passage_id"], json.dumps({k: m["body"]["decision"].get(k) for k in
+                                              ("outcome", "reasons", "decided_by")}))
+        for m in received})
     recorded_ids = {r[0] for r in rows}
     lost = len(recorded_ids - received_ids)
     missing_trucks = max(0, arrived - at_faulted_lane - len(rows))
@@ -232,7 +239,7 @@ def main() -> None:
           f"that found the lane in fault (left to the officer): {at_faulted_lane}")
     print(f"lost at the centre: {lost}; trucks without a passage: {missing_trucks}; "
           f"extra passages: {extra_passages}; duplicates after de-duplication: "
-          f"{len(received) - len(received_ids)} (broker redeliveries absorbed: "
+          f"{duplicates} (broker redeliveries absorbed: "
           f"{report['duplicates']}); seq gaps: {report['gap_count']}")
     print(f"barrier: collisions {len(snap['collisions'])}, closed over a vehicle "
           f"{snap['max_close_over_occupied_s']} s, rises {snap['open_rises']}, "
@@ -249,7 +256,7 @@ def main() -> None:
         "trucks_without_passage": missing_trucks, "target_trucks_without_passage": 0,
         "officer_resets": sum(resets.values()), "trucks_at_faulted_lane": at_faulted_lane,
         "extra_passages": extra_passages, "full_disk_save_refusals": full_refusals,
-        "duplicates": len(received) - len(received_ids), "target_duplicates": 0,
+        "duplicates": duplicates, "target_duplicates": 0,
         "seq_gaps": report["gap_count"], "invariant_violations": violations,
         "target_invariant_violations": 0, "audit_ok": audit.returncode == 0,
         "trucks_per_hour": round(arrived / elapsed * 3600)}))
