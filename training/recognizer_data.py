@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import logging
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,6 +198,19 @@ def degrade(img: np.ndarray, rng: random.Random, strength: float = 1.0) -> np.nd
     return img
 
 
+def synthetic_plates(rng: random.Random, count: int
+                     ) -> Iterator[tuple[np.ndarray, str, int]]:
+    """`count` random plates drawn and degraded: (BGR crop, text, rows)."""
+    made = 0
+    while made < count:
+        plate = random_plate(rng)
+        if plate is None:
+            continue
+        art, text, rows = plate
+        yield degrade(cv2.cvtColor(art, cv2.COLOR_RGB2BGR), rng), text, rows
+        made += 1
+
+
 def to_line(img: np.ndarray, rows: int, height: int, width: int) -> np.ndarray:
     """The run-time geometry: rectify, split and join two rows, resize to the model's line."""
     return line_image(rectify(img), rows, height, width)
@@ -216,17 +230,10 @@ def build_lines(root: Path | None, *, synthetic: int, real_copies: int, seed: in
             lines.append(to_line(img, s.rows, height, width))
             texts.append(s.text)
             sources.append(s.source)
-    made = 0
-    while made < synthetic:
-        plate = random_plate(rng)
-        if plate is None:
-            continue
-        art, text, rows = plate
-        img = degrade(cv2.cvtColor(art, cv2.COLOR_RGB2BGR), rng)
+    for img, text, rows in synthetic_plates(rng, synthetic):
         lines.append(to_line(img, rows, height, width))
         texts.append(text)
         sources.append("synthetic")
-        made += 1
     order = list(range(len(lines)))
     rng.shuffle(order)
     return (np.stack([lines[i] for i in order]), [texts[i] for i in order],
@@ -240,4 +247,4 @@ def check_charset(texts: list[str], chars: list[str]) -> list[str]:
 
 
 __all__ = ["build_lines", "charset", "check_charset", "degrade", "one_edit",
-           "random_plate", "real_samples", "to_line"]
+           "random_plate", "real_samples", "synthetic_plates", "to_line"]

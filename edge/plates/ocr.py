@@ -9,6 +9,7 @@ wrapper returns only the greedy string and a mean score.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -24,13 +25,14 @@ import onnxruntime as ort
 
 from edge.domain.plates import PlateGrammar, classify, default_grammars, rank_candidates
 from edge.plates.ctc import LayoutRead, compress_blanks, decode_layout, greedy
-from edge.plates.linerec import LineModelCard, line_batch, line_image
+from edge.plates.linerec import MODELS_DIR, LineModelCard, line_batch, line_image
 from edge.plates.rectify import join_rows, rectify, split_rows
 from edge.plates.runtime import make_session
 
 log = logging.getLogger(__name__)
 
 REC_HEIGHT = 48
+PADDLE_MIN_WIDTH = 320  # PaddleOCR pads every line to at least this width
 
 # Characters a layout cannot contain pass their probability to the one PP-OCR mistakes them for
 # on plates: series letters never use I, J, O, Q, W (Circular 58/2020), and in plate fonts an M
@@ -48,6 +50,27 @@ def rapidocr_rec_model() -> Path:
     return Path(str(base))
 
 
+# PP-OCRv4 with its output layer cut to the plate charset and trained on plates
+# (training/finetune_ppocr.py, card in docs/models.md); same input, same decoding
+PLATE_REC_MODEL = MODELS_DIR / "plate_ppocr.onnx"
+
+
+def default_rec_model() -> Path:
+    """The recognizer plates and container numbers are read with.
+
+    gate-edge's plate cut of PP-OCRv4 when it is installed; the wheel's general PP-OCRv4
+    otherwise (a packaging fault, said once: reads still work, slower).
+    """
+    if PLATE_REC_MODEL.is_file():
+        return PLATE_REC_MODEL
+    if not _WARNED:
+        _WARNED.append(True)
+        log.warning("%s is missing: reading plates with the general PP-OCRv4 from the "
+                    "rapidocr-onnxruntime wheel (slower; reinstall gate-edge)", PLATE_REC_MODEL)
+    return rapidocr_rec_model()
+
+
+_WARNED: list[bool] = []
 _SESSIONS: dict[tuple[str, int], ort.InferenceSession] = {}
 
 
@@ -89,12 +112,12 @@ class PlateRecognizer:
 
     def __init__(self, grammars: Sequence[PlateGrammar] | None = None, *, threads: int = 2,
                  model_path: Path | None = None, free_text_margin: float = 12.0,
-                 retry_below: float = 0.6, min_width: int = 320,
+                 retry_below: float = 0.6, min_width: int | None = None,
                  join_rows: bool = False) -> None:
         self.grammars = list(grammars) if grammars is not None else default_grammars()
         # one session serves every recognizer of a process that uses the same model file
         # (plates and container numbers): one copy of the weights, one warm arena
-        path = Path(model_path or rapidocr_rec_model())
+        path = Path(model_path or default_rec_model())
         self._sess = shared_session(path, threads)
         # a model of our own carries its charset and input size in a JSON card beside it
         # (edge/plates/linerec.py); PP-OCRv4 carries its charset in the ONNX metadata
@@ -106,6 +129,10 @@ class PlateRecognizer:
         else:
             meta = self._sess.get_modelmeta().custom_metadata_map
             self.charset = ["blank", *meta["character"].splitlines(), " "]
+            # gate-edge's plate cut of PP-OCRv4 says in its card how narrow a row may be fed
+            if min_width is None:
+                min_width = int(json.loads(meta.get("gate_edge_card", "{}"))
+                                .get("min_width", PADDLE_MIN_WIDTH))
         self._index = {c: i for i, c in enumerate(self.charset)}
         self._input = self._sess.get_inputs()[0].name
         # how much less likely (nats) the best grammatical path may be than the free read
@@ -113,7 +140,7 @@ class PlateRecognizer:
         self.free_text_margin = free_text_margin
         self.retry_below = retry_below
         # PaddleOCR pads every line to >= 320 px; plate rows are shorter and pay for the padding
-        self.min_width = min_width
+        self.min_width = PADDLE_MIN_WIDTH if min_width is None else min_width
         self.join_rows = join_rows
         self._patterns: dict[tuple[str, ...],
                              tuple[np.ndarray, np.ndarray, str, np.ndarray]] = {}
