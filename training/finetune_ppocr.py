@@ -1,14 +1,20 @@
-"""Fine-tune PP-OCRv4 recognition on plate rows, without PaddlePaddle.
+"""PP-OCRv4 recognition cut to the plate charset, and fine-tuned on plate rows (no PaddlePaddle).
 
-    python -m training.finetune_ppocr --out /tmp/ppocr-ft --epochs 4 --install
+    python -m training.finetune_ppocr --out /tmp/ppocr-cut --epochs 0 --install   # shipped
+    python -m training.finetune_ppocr --out /tmp/ppocr-ft --epochs 3              # fine-tune
 
-PP-OCRv4 (`ch_PP-OCRv4_rec_infer.onnx`, in the rapidocr-onnxruntime wheel) reads 6,625
-characters; a plate needs 67 of them. Its ONNX graph is converted to PyTorch by onnx2torch (the
-converted network gives the ONNX outputs to 1e-6), its output layer is cut to the plate
-charset (blank, digits, Latin capitals, the CN province characters), and the whole network is
-trained on with CTC on plate rows exactly as the run time cuts them (`rectify`, `split_rows`,
-`edge.plates.ocr.rec_batch`). The result is exported back to ONNX with the charset in its
-metadata the way PP-OCR keeps it, so `edge.plates.ocr.PlateRecognizer` reads it unchanged.
+PP-OCRv4 (`ch_PP-OCRv4_rec_infer.onnx`, in the rapidocr-onnxruntime wheel) scores 6,625
+characters per frame; a plate needs 67 of them. Its ONNX graph is converted to PyTorch by
+onnx2torch (the converted network gives the ONNX outputs to 1e-6) and its output layer is cut
+to the plate charset (blank, digits, Latin capitals, the CN province characters, space). With
+`--epochs 0` that is all: the shipped `edge/models/plate_ppocr.onnx`, whose reads are the stock
+model's and whose decoding is cheaper. With epochs, the network is trained on with CTC on
+plate rows cut exactly as the run time cuts them (`rectify`, `split_rows`,
+`edge.plates.ocr.rec_batch`); two such runs read the evaluation split worse than the stock
+weights (docs/models.md) and were not kept. Either way the weights are written back into the
+original ONNX graph (a torch.onnx re-export would freeze its reshapes to the traced width),
+with the charset in the metadata the way PP-OCR keeps it, so `edge.plates.ocr.PlateRecognizer`
+reads it unchanged.
 
 Training data (`training/recognizer_data.py`): the real dev crops the benchmark never reads,
 each as is and as mildly degraded copies, and synthetic plates from the camera simulator's
@@ -35,6 +41,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.plates.ctc import greedy
 from edge.plates.ocr import PLATE_REC_MODEL, REC_HEIGHT, rapidocr_rec_model, rec_batch
 from edge.plates.rectify import rectify, split_rows
 from simulators.camera.artwork import vn_display_rows
@@ -276,10 +283,6 @@ def build_rows(root: Path | None, *, synthetic: int, real_copies: int, seed: int
     return images, texts, counts
 
 
-def batch_input(rows: list[np.ndarray], pad_to: int) -> tuple[np.ndarray, list[int]]:
-    return rec_batch(rows, pad_to)
-
-
 # ---------------------------------------------------------------- training
 
 def train(net: Any, images: list[np.ndarray], texts: list[str], chars: list[str], *,
@@ -304,13 +307,13 @@ def train(net: Any, images: list[np.ndarray], texts: list[str], chars: list[str]
     for epoch in range(epochs):
         net.train()
         freeze_batchnorm(net)
-        # batches of similar widths: less padding, and both padding styles are seen
+        # a share of the batches padded to their own width, the rest to PaddleOCR's 320 px
         rng.shuffle(train_idx)
         chunks = [train_idx[i:i + batch] for i in range(0, len(train_idx), batch)]
         total, n = 0.0, 0
         for chunk in chunks:
             pad = 64 if rng.random() < natural_share else 320
-            x, widths = batch_input([images[i] for i in chunk], pad)
+            x, widths = rec_batch([images[i] for i in chunk], pad)
             out = net(torch.from_numpy(x))  # (N, T, C)
             t_len = out.shape[1]
             logp = out.log_softmax(-1).permute(1, 0, 2)
@@ -331,14 +334,9 @@ def train(net: Any, images: list[np.ndarray], texts: list[str], chars: list[str]
     return {"train_s": round(time.monotonic() - t0), "held_rows_exact_pct": acc}
 
 
-def greedy(logits: np.ndarray, chars: list[str]) -> str:
-    idx = logits.argmax(-1)
-    out, prev = [], 0
-    for i in idx:
-        if i != 0 and i != prev and chars[i] != " ":
-            out.append(chars[i])
-        prev = int(i)
-    return "".join(out)
+def plain_text(scores: np.ndarray, chars: list[str]) -> str:
+    """Best-path read of (T, C) probabilities or logits, letters and digits only."""
+    return "".join(ch for ch in greedy(scores, chars)[0] if ch.isalnum())
 
 
 def held_exact(net: Any, images: list[np.ndarray], texts: list[str], chars: list[str],
@@ -350,9 +348,9 @@ def held_exact(net: Any, images: list[np.ndarray], texts: list[str], chars: list
     with torch.no_grad():
         for i in range(0, len(held), 32):
             chunk = held[i:i + 32]
-            x, _ = batch_input([images[j] for j in chunk], 320)
+            x, _ = rec_batch([images[j] for j in chunk], 320)
             out = net(torch.from_numpy(x)).numpy()
-            ok += sum(greedy(o, chars) == texts[j] for o, j in zip(out, chunk, strict=True))
+            ok += sum(plain_text(o, chars) == texts[j] for o, j in zip(out, chunk, strict=True))
     return round(100.0 * ok / max(1, len(held)), 2)
 
 
@@ -366,9 +364,7 @@ def train_rows(args: argparse.Namespace, net: Any, chars: list[str], root: Path 
     stock = PlateRecognizer(threads=args.threads, model_path=rapidocr_rec_model())
 
     def stock_read(row: np.ndarray) -> str:
-        probs = stock.row_probs([row])[0]
-        return "".join(ch for ch in greedy(np.log(probs + 1e-9), stock.charset)
-                       if ch.isalnum())
+        return plain_text(stock.row_probs([row])[0], stock.charset)
 
     t0 = time.monotonic()
     images, texts, counts = build_rows(root, synthetic=args.synthetic,
