@@ -259,7 +259,7 @@ class GateEdgeDaemon:
         from edge.console.app import serve
         c = self.cfg.console
         server = serve(app, host, port, certfile=c.tls_certfile, keyfile=c.tls_keyfile)
-        task = asyncio.create_task(server.serve(), name=what)
+        task = asyncio.create_task(_serve_until_stopped(server), name=what)
         self._web_server, self._web_task = server, task
         for _ in range(200):
             if server.started or task.done():
@@ -387,6 +387,18 @@ class GateEdgeDaemon:
             if not ok:
                 problems.append(f"camera {runner.name}: {detail}")
         return problems
+
+
+async def _serve_until_stopped(server: Any) -> None:
+    """``server.serve()``, with uvicorn's exit on a failed bind turned into an exception.
+
+    uvicorn calls ``sys.exit(3)`` when it cannot listen; that SystemExit would leave the task
+    and end the whole event loop with a traceback, before ``_start_web`` could name the key.
+    """
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        raise RuntimeError(f"uvicorn exited with status {exc.code}") from None
 
 
 def _check_tls_files(cfg: GateEdgeConfig) -> None:

@@ -8,8 +8,11 @@ console off, the same daemon serves /metrics alone on ``console.metrics_port``.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from simulators.central.broker import Mosquitto
-from tests.edge.daemon.gate import DECLARATION, TRUCK, Gate, decision, gate
+from tests.edge.daemon.gate import DECLARATION, REPO, TRUCK, Gate, decision, gate
 from tests.edge.sync import support
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -124,3 +127,26 @@ def test_without_the_console_metrics_are_served_on_their_own_port(
     assert "stopping metrics listener" in lane.log("gate-edge")
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", lane.metrics_port), timeout=1).close()
+
+
+def test_a_metrics_port_in_use_stops_the_start_and_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "gate-edge.yaml"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(f"""
+site: {{code: {support.SITE}, name: "Huu Nghi", country: VN, neighbour: CN}}
+lanes: [{{id: in-1, direction: inbound}}]
+mqtt: {{enabled: false}}
+storage: {{dir: {tmp_path / "var"}}}
+console: {{enabled: false, metrics_port: {port}}}
+""", encoding="utf-8")
+        done = subprocess.run([sys.executable, "-m", "edge", "run", "-c", str(config)], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert (f"metrics listener did not start: metrics listener could not listen on "
+            f"127.0.0.1:{port}") in done.stderr
+    assert "change console.metrics_port or stop what uses it" in done.stderr
+    assert "Traceback" not in done.stderr and "stopping stores" in done.stderr
