@@ -26,7 +26,9 @@ def run(
 
     Starts every part of the config in order (stores, central sync, lanes, officer console,
     gate-controller links, seal readers, cameras) and stops them in reverse on SIGTERM or
-    Ctrl-C, after the passage in progress is decided and recorded. Logs at INFO unless
+    Ctrl-C, after the passage in progress is decided and recorded. Prometheus metrics are at
+    /metrics on the console, or, with console.enabled: false, on console.metrics_port when
+    set; the log says where. Logs at INFO unless
     --log-level (before 'run') says otherwise. Check a config first with
     'gate-edge validate-config FILE' (exit status 78 for a config error). Barriers stay
     safe without this process: each gate-controller refuses new openings once heartbeats

@@ -126,6 +126,16 @@ def _cross_check(cfg: GateEdgeConfig) -> list[tuple[tuple[str | int, ...], str, 
     if cfg.mqtt.enabled and not cfg.mqtt.brokers:
         problems.append((("mqtt",), "mqtt is enabled but no brokers are listed",
                          "add 'brokers: [{host: ..., port: 8883}]' or set 'enabled: false'"))
+    # A metrics port that would silently go unused is a typo waiting to confuse someone.
+    if cfg.console.metrics_port is not None and cfg.console.enabled:
+        problems.append((("console", "metrics_port"),
+                         "metrics_port is only used when the console is off",
+                         f"remove it (the console serves /metrics on port {cfg.console.port}), "
+                         "or set console.enabled: false"))
+    elif cfg.console.metrics_port is not None and not cfg.console.metrics_enabled:
+        problems.append((("console", "metrics_port"),
+                         "metrics_port is set but metrics_enabled is false",
+                         "remove metrics_port, or set console.metrics_enabled: true"))
     return problems
 
 

@@ -28,7 +28,12 @@ DEFAULT_METRICS_ALLOW = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12"
 
 
 class ConsoleConfig(Section):
-    """Where the officer console listens and how it protects its sessions."""
+    """Where the officer console listens, how it protects its sessions, and who may scrape /metrics.
+
+    /metrics is served by the console's web server; with the console off (``enabled: false``,
+    e.g. a lane PC whose console runs on another host), ``metrics_port`` starts a web server
+    that serves /metrics alone, guarded by the same ``metrics_allow`` and token.
+    """
 
     enabled: bool = Field(True, description="serve the officer console")
     host: str = Field("127.0.0.1", description="listen address; 0.0.0.0 for the officers' LAN")
@@ -81,6 +86,16 @@ class ConsoleConfig(Section):
         "metrics-token",
         description="file name of the scrape token under $CREDENTIALS_DIRECTORY (systemd "
                     "LoadCredential=)")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="with enabled: false, the listen address of the metrics-only web server "
+                    "(0.0.0.0 for the site's Prometheus on the LAN); unused while the console "
+                    "runs, which serves /metrics itself")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="with enabled: false, serve GET /metrics (and nothing else) on this port, "
+                    "e.g. 9108, with the same metrics_allow and token; null: no metrics "
+                    "without the console")
 
     @field_validator("metrics_allow")
     @classmethod
@@ -95,6 +110,10 @@ class ConsoleConfig(Section):
                 raise ValueError(f"{item!r} is not a network ({exc}); write "
                                  f"e.g. 10.20.0.0/16 or 10.20.0.5{hint}") from None
         return value
+
+    def metrics_served(self) -> bool:
+        """Whether ``gate-edge run`` serves /metrics: on the console, or on metrics_port."""
+        return self.metrics_enabled and (self.enabled or self.metrics_port is not None)
 
     def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The parsed allow-list of /metrics."""

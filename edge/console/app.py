@@ -96,8 +96,6 @@ def create_app(cfg: GateEdgeConfig, *, records_path: Path | None = None,
     app.state.service = service
     app.state.feed = feed
     app.state.metrics = metrics or GateMetrics(cfg.site.code, [lane.id for lane in cfg.lanes])
-    app.state.metrics_networks = console.metrics_networks()
-    app.state.metrics_token = console.metrics_token() if console.metrics_enabled else None
     app.state.metrics_refresh = None if metrics else _storage_refresher(service, app.state.metrics)
     app.state.throttle = LoginThrottle(console.login_attempts_per_minute)
     app.add_middleware(SessionMiddleware, secret_key=session_secret or console.session_secret(),
@@ -107,7 +105,7 @@ def create_app(cfg: GateEdgeConfig, *, records_path: Path | None = None,
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, max_bytes=console.max_body_bytes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.include_router(scrape.router)
+    scrape.attach(app, console, app.state.metrics, app.state.metrics_refresh)
     app.include_router(api.router)
     app.include_router(pages.router)
     _handlers(app)

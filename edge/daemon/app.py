@@ -1,7 +1,8 @@
 """``gate-edge run``: every part of the checkpoint wired together, started in order.
 
 Parts start in the order of docs/architecture.md ("Wiring the daemon") and stop in reverse:
-stores, central sync, lanes, console, controller links, seal readers, cameras. A part that
+stores, central sync, lanes, console (or, without it, the metrics listener), controller links,
+seal readers, cameras. A part that
 fails to start stops the ones already running and the error names the part and the fix.
 On SIGTERM (systemd stop, Ctrl-C) the daemon lets a passage in progress be decided, recorded and
 sent to its controller, gives the outbox a moment to drain, then stops. Barriers
@@ -60,6 +61,9 @@ class GateEdgeDaemon:
         self.evidence = EvidenceStore(cfg.storage.evidence_dir, cfg.storage.min_free_mb)
         self.sync: Any = None
         self.console_server: Any = None
+        #: The uvicorn server of the console or of the metrics listener, and its task.
+        self._web_server: Any = None
+        self._web_task: asyncio.Task[None] | None = None
         self.lanes: dict[str, LaneRuntime] = {}
         self.links: dict[str, ControllerLink] = {}
         self.cameras: list[CameraRunner] = []
@@ -77,6 +81,8 @@ class GateEdgeDaemon:
     def build(self) -> None:
         """Create every part from the config (nothing starts yet)."""
         cfg = self.cfg
+        if self.metrics is None and not cfg.console.enabled and cfg.console.metrics_served():
+            self.metrics = GateMetrics(cfg.site.code, [lane.id for lane in cfg.lanes])
         self.parts.append(Part("stores", self.store.open, self.store.close))
         if cfg.mqtt.enabled:
             from edge.sync.service import SyncService
@@ -115,7 +121,9 @@ class GateEdgeDaemon:
             self.lanes[lane.id] = runtime
             self.parts.append(Part(f"lane {lane.id}", runtime.start, runtime.stop))
         if cfg.console.enabled:
-            self.parts.append(Part("officer console", self._start_console, self._stop_console))
+            self.parts.append(Part("officer console", self._start_console, self._stop_web))
+        elif cfg.console.metrics_served():
+            self.parts.append(Part("metrics listener", self._start_metrics, self._stop_web))
         for name, link in self.links.items():
             self.parts.append(Part(f"gate-controller link {name}", link.start, link.stop))
         if cfg.seal_readers:
@@ -148,9 +156,10 @@ class GateEdgeDaemon:
                 raise StartupError(f"{part.name} did not start: {exc}") from exc
             self._started.append(part)
         log.info("gate-edge is running: %d lane(s), %d camera(s), %d seal reader(s), %d relay "
-                 "board(s)%s", len(self.lanes), len(self.cameras), len(self.cfg.seal_readers),
+                 "board(s)%s%s", len(self.lanes), len(self.cameras), len(self.cfg.seal_readers),
                  len(self.links), f", console on {self.console_url()}"
-                 if self.console_server else "")
+                 if self.console_server else "",
+                 f", metrics on {self.metrics_url()}" if self.metrics_url() else "")
 
     async def stop(self) -> None:
         """Stop every started part, last first; a failing stop does not stop the others."""
@@ -189,8 +198,12 @@ class GateEdgeDaemon:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.request_stop)
         await self.start()
-        self.notifier.ready(f"{len(self.lanes)} lane(s), console {self.console_url()}"
-                            if self.console_server else f"{len(self.lanes)} lane(s)")
+        status = f"{len(self.lanes)} lane(s)"
+        if self.console_server:
+            status += f", console {self.console_url()}"
+        elif self.metrics_url():
+            status += f", metrics {self.metrics_url()}"
+        self.notifier.ready(status)
         try:
             await self._stop.wait()
             log.info("stop requested: finishing passages in progress")
@@ -202,36 +215,67 @@ class GateEdgeDaemon:
     # -- glue ----------------------------------------------------------------------------------
     def console_url(self) -> str:
         """Where officers open the console."""
+        return self._url(self.cfg.console.host, self.cfg.console.port)
+
+    def _url(self, host: str, port: int) -> str:
+        """A URL of our web server to print (a wildcard listen address becomes loopback)."""
+        scheme = "https" if self.cfg.console.tls_certfile else "http"
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a URL to print
+        return f"{scheme}://{host}:{port}/"
+
+    def metrics_url(self) -> str | None:
+        """Where Prometheus scrapes this daemon, or None when /metrics is not served."""
         c = self.cfg.console
-        scheme = "https" if c.tls_certfile else "http"
-        host = "127.0.0.1" if c.host in ("0.0.0.0", "::") else c.host  # noqa: S104 - a URL to print
-        return f"{scheme}://{host}:{c.port}/"
+        if not c.metrics_served():
+            return None
+        if c.enabled:
+            return self.console_url() + "metrics"
+        assert c.metrics_port is not None  # metrics_served() with the console off
+        return self._url(c.metrics_host, c.metrics_port) + "metrics"
 
     async def _start_console(self) -> None:
-        from edge.console.app import create_app, serve
-        c = self.cfg.console
+        from edge.console.app import create_app
         kwargs: dict[str, Any] = {"feed": self.feed, "commands": self}
         if self.metrics is not None:
             kwargs["metrics"] = self.metrics
-        app = create_app(self.cfg, **kwargs)
-        self.console_server = serve(app, c.host, c.port, certfile=c.tls_certfile,
-                                    keyfile=c.tls_keyfile)
-        task = asyncio.create_task(self.console_server.serve(), name="console")
-        self._console_task = task
+        c = self.cfg.console
+        self.console_server = await self._start_web(
+            "console", create_app(self.cfg, **kwargs), c.host, c.port, "console.port")
+
+    async def _start_metrics(self) -> None:
+        # Console off: a web server with GET /metrics alone, the console's own route and guard.
+        from edge.console.scrape import create_metrics_app
+        assert self.metrics is not None  # build() made one for the listener
+        c = self.cfg.console
+        assert c.metrics_port is not None  # metrics_served() with the console off
+        app = create_metrics_app(c, self.metrics)
+        await self._start_web("metrics listener", app, c.metrics_host, c.metrics_port,
+                              "console.metrics_port")
+        log.info("serving Prometheus metrics on %s (console is off; console.metrics_allow "
+                 "decides who may scrape)", self.metrics_url())
+
+    async def _start_web(self, what: str, app: Any, host: str, port: int, key: str) -> Any:
+        """Run ``app`` under uvicorn as a task of this loop; return once it listens."""
+        from edge.console.app import serve
+        c = self.cfg.console
+        server = serve(app, host, port, certfile=c.tls_certfile, keyfile=c.tls_keyfile)
+        task = asyncio.create_task(_serve_until_stopped(server), name=what)
+        self._web_server, self._web_task = server, task
         for _ in range(200):
-            if self.console_server.started or task.done():
+            if server.started or task.done():
                 break
             await asyncio.sleep(0.05)
         if task.done():
             exc = task.exception() if not task.cancelled() else None
-            raise RuntimeError(f"console could not listen on {c.host}:{c.port} ({exc or 'exited'})"
-                               "; change console.port or stop what uses it")
+            raise RuntimeError(f"{what} could not listen on {host}:{port} ({exc or 'exited'})"
+                               f"; change {key} or stop what uses it")
+        return server
 
-    async def _stop_console(self) -> None:
-        if self.console_server is not None:
-            self.console_server.should_exit = True
+    async def _stop_web(self) -> None:
+        if self._web_server is not None and self._web_task is not None:
+            self._web_server.should_exit = True
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._console_task, timeout=10)
+                await asyncio.wait_for(self._web_task, timeout=10)
 
     async def send(self, command: OfficerCommand) -> CommandResult:
         """``OfficerCommands`` for the console: forward to the lane's gate-controller."""
@@ -343,6 +387,18 @@ class GateEdgeDaemon:
             if not ok:
                 problems.append(f"camera {runner.name}: {detail}")
         return problems
+
+
+async def _serve_until_stopped(server: Any) -> None:
+    """``server.serve()``, with uvicorn's exit on a failed bind turned into an exception.
+
+    uvicorn calls ``sys.exit(3)`` when it cannot listen; that SystemExit would leave the task
+    and end the whole event loop with a traceback, before ``_start_web`` could name the key.
+    """
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        raise RuntimeError(f"uvicorn exited with status {exc.code}") from None
 
 
 def _check_tls_files(cfg: GateEdgeConfig) -> None:

@@ -116,6 +116,33 @@ def test_relay_board_coil_clash_is_rejected(tmp_path: Path) -> None:
     assert "relay_boards[0].coils" in msg and "share one coil" in msg
 
 
+def test_metrics_without_the_console_need_a_port_and_old_configs_stay_valid(
+        tmp_path: Path) -> None:
+    # a console section written before metrics_port existed: /metrics on the console as before
+    cfg = load_config(write(tmp_path, MINIMAL + "console: {enabled: true, port: 8080, "
+                                                "metrics_allow: [10.20.0.15]}\n"))
+    assert cfg.console.metrics_port is None and cfg.console.metrics_served()
+    # console off and no port: no metrics, as before (nothing new starts listening)
+    cfg = load_config(write(tmp_path, MINIMAL + "console: {enabled: false}\n"))
+    assert not cfg.console.metrics_served()
+    cfg = load_config(write(tmp_path, MINIMAL + "console:\n  enabled: false\n"
+                                                "  metrics_host: 0.0.0.0\n  metrics_port: 9108\n"))
+    assert cfg.console.metrics_served()
+    assert (cfg.console.metrics_host, cfg.console.metrics_port) == ("0.0.0.0", 9108)
+
+
+def test_a_metrics_port_that_would_go_unused_is_an_error(tmp_path: Path) -> None:
+    [msg] = errors(write(tmp_path, MINIMAL + "console:\n  port: 8443\n  metrics_port: 9108\n"))
+    assert "gate-edge.yaml:11:3: console.metrics_port" in msg
+    assert "only used when the console is off" in msg
+    assert "serves /metrics on port 8443" in msg and "console.enabled: false" in msg
+    [msg] = errors(write(tmp_path, MINIMAL + "console:\n  enabled: false\n"
+                                             "  metrics_enabled: false\n  metrics_port: 9108\n"))
+    assert "console.metrics_port" in msg and "set console.metrics_enabled: true" in msg
+    [msg] = errors(write(tmp_path, MINIMAL + "console: {enabled: false, metrics_port: 80000}\n"))
+    assert "console.metrics_port" in msg
+
+
 def test_yaml_syntax_error_is_located(tmp_path: Path) -> None:
     [msg] = errors(write(tmp_path, "site:\n  code: [unclosed\nlanes: []\n"))
     assert "YAML syntax error" in msg and "gate-edge.yaml:3" in msg

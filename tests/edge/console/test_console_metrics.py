@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from edge.console import LaneFeed, create_app, serve
+from edge.console.scrape import create_metrics_app
 from edge.metrics import GateMetrics
 from edge.store import outbox
 from tests.edge.console.console_site import SECRET, RecordingGateController, Site, login
@@ -151,6 +152,37 @@ def test_address_outside_the_allow_list_gets_403(site: Site) -> None:
             assert r.status_code == status, (peer, r.text[:120])
             if status == 403:
                 assert f"{peer} may not read /metrics" in r.text
+
+
+def test_the_metrics_only_app_answers_scrapers_like_the_console(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gate-edge run without the console serves /metrics with the console's route and guard."""
+    token = "scrape-token-" + "m" * 24
+    monkeypatch.setenv("GATE_EDGE_METRICS_TOKEN", token)
+    narrow = with_console(site, enabled=False, metrics_allow=["127.0.0.1", "10.20.0.0/16"],
+                          metrics_port=9108)
+    metrics = GateMetrics(site.cfg.site.code, [lane.id for lane in site.cfg.lanes])
+    metrics.set_outbox_depth(3)
+    console, alone = daemon_app(narrow, metrics), create_metrics_app(narrow.cfg.console, metrics)
+    answers = []
+    for app in (console, alone):
+        with running(app) as url, httpx.Client(base_url=url) as http:
+            missing = http.get("/metrics")
+            right = http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+            assert right.status_code == 200 and "set-cookie" not in right.headers
+            assert value(families(right.text)["gate_edge_outbox_depth"],
+                         "gate_edge_outbox_depth") == 3
+            others = http.get("/api/v1/health").status_code, http.get("/").status_code
+        with TestClient(app, client=("203.0.113.9", 40000)) as client:
+            refused = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        answers.append((missing.status_code, missing.text, missing.headers["www-authenticate"],
+                        refused.status_code, refused.text))
+        if app is alone:
+            assert others == (404, 404)  # /metrics and nothing else: no console behind it
+    assert answers[0] == answers[1]
+    assert answers[1][0] == 401 and "console.metrics_token_env" in answers[1][1]
+    assert answers[1][3] == 403 and "203.0.113.9 may not read /metrics" in answers[1][4]
+    assert "console.metrics_allow" in answers[1][4]
 
 
 def test_metrics_can_be_switched_off(site: Site) -> None:

@@ -42,12 +42,17 @@ TRUCK = {"tractor_plate": "29C73804", "trailer_plate": "29R04567",
 
 def write_config(tmp: Path, *, mqtt_port: int, camera_url: str, seal_port: str,
                  relay_port: str, console_port: int, keys: support.Keys,
-                 storage_dir: Path | None = None, min_free_mb: int = 500) -> Path:
+                 storage_dir: Path | None = None, min_free_mb: int = 500,
+                 metrics_port: int | None = None) -> Path:
     """One lane, every device; fast timings so a test truck takes seconds.
 
     ``storage_dir`` (default ``tmp/var``) holds cache.db, records.db and evidence/; a test
-    may put it on a filesystem of its own (a small tmpfs for a full disk).
+    may put it on a filesystem of its own (a small tmpfs for a full disk). ``metrics_port``
+    switches the console off and serves /metrics alone on that port.
     """
+    console = (f"{{enabled: true, host: 127.0.0.1, port: {console_port}, secure_cookies: false}}"
+               if metrics_port is None else
+               f"{{enabled: false, metrics_host: 127.0.0.1, metrics_port: {metrics_port}}}")
     text = f"""
 site: {{code: {support.SITE}, name: "Huu Nghi", country: VN, neighbour: CN}}
 lanes:
@@ -86,7 +91,7 @@ mqtt:
   alarm_interval: 0s
 storage: {{dir: {storage_dir or tmp / "var"}, min_free_mb: {min_free_mb}}}
 policy: {{max_cache_age: 1d}}
-console: {{enabled: true, host: 127.0.0.1, port: {console_port}, secure_cookies: false}}
+console: {console}
 """
     path = tmp / "gate-edge.yaml"
     path.write_text(text, encoding="utf-8")
@@ -98,12 +103,14 @@ class Gate:
 
     ``edge_env`` and ``controller_env`` are added to the environment of ``gate-edge run`` and
     of ``gate-controller run`` (e.g. libfaketime's ``LD_PRELOAD`` to move one clock only).
+    ``console=False`` runs gate-edge without the console and with /metrics on ``metrics_port``.
     """
 
     def __init__(self, tmp: Path, broker: Mosquitto, keys: support.Keys, *,
                  storage_dir: Path | None = None, min_free_mb: int = 500,
                  edge_env: Mapping[str, str] | None = None,
-                 controller_env: Mapping[str, str] | None = None) -> None:
+                 controller_env: Mapping[str, str] | None = None,
+                 console: bool = True) -> None:
         self.tmp = tmp
         self.broker = broker
         self.keys = keys
@@ -121,10 +128,12 @@ class Gate:
         self.central = support.central_sim([broker.port], keys).start()
         self._stack.callback(self.central.stop)
         self.console_port = free_port()
+        self.metrics_port = self.console_port if console else free_port()
         self.config = write_config(tmp, mqtt_port=broker.port, camera_url=self.camera.url,
                                    seal_port=self.seal.port.path, relay_port=self.board.port,
                                    console_port=self.console_port, keys=keys,
-                                   storage_dir=self.storage, min_free_mb=min_free_mb)
+                                   storage_dir=self.storage, min_free_mb=min_free_mb,
+                                   metrics_port=None if console else self.metrics_port)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def spawn(self, name: str, *args: str,
@@ -155,7 +164,7 @@ class Gate:
     def start_edge(self) -> None:
         runs = self.log("gate-edge").count("gate-edge is running")
         self.spawn("gate-edge", "edge", "run", "-c", str(self.config), extra_env=self.edge_env)
-        wait_port(self.console_port, timeout=60)
+        wait_port(self.metrics_port, timeout=60)  # the console's port, unless it is off
         # Every part is up (seal readers have their ports open) only after this line.
         deadline = time.monotonic() + 60
         while self.log("gate-edge").count("gate-edge is running") <= runs:
