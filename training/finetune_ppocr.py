@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from edge.plates.ctc import greedy
-from edge.plates.ocr import PLATE_REC_MODEL, REC_HEIGHT, rapidocr_rec_model, rec_batch
+from edge.plates.ocr import PLATE_REC_MODEL, REC_HEIGHT, PlateRecognizer, rapidocr_rec_model, rec_batch
 from edge.plates.rectify import rectify, split_rows
 from simulators.camera.artwork import vn_display_rows
 from training.dataset import data_root
@@ -263,8 +263,8 @@ def build_rows(root: Path | None, *, synthetic: int, real_copies: int, seed: int
         for k in range(real_copies):
             img = s.image if k == 0 else degrade(s.image, rng, strength=0.5)
             parts = plate_rows(img, s.rows)
-            labels = row_labels(s.text, s.rows, parts[0] if parts else None, stock_read) \
-                if k == 0 or s.rows == 1 else labels  # same split for a crop's copies
+            if k == 0:  # the degraded copies keep the original's row split
+                labels = row_labels(s.text, s.rows, parts[0] if parts else None, stock_read)
             if len(parts) != len(labels) or not labels:
                 counts["real_skipped"] += 1
                 continue
@@ -357,8 +357,6 @@ def held_exact(net: Any, images: list[np.ndarray], texts: list[str], chars: list
 def train_rows(args: argparse.Namespace, net: Any, chars: list[str], root: Path | None
                ) -> dict[str, Any]:
     """Build the rows and train; what the card records about it."""
-    from edge.plates.ocr import PlateRecognizer
-
     if args.train_from_conv:
         log.info("froze %d backbone tensors", freeze_backbone(net, args.train_from_conv))
     stock = PlateRecognizer(threads=args.threads, model_path=rapidocr_rec_model())

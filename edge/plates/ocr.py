@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -50,8 +50,8 @@ def rapidocr_rec_model() -> Path:
     return Path(str(base))
 
 
-# PP-OCRv4 with its output layer cut to the plate charset and trained on plates
-# (training/finetune_ppocr.py, card in docs/models.md); same input, same decoding
+# PP-OCRv4 with its output layer cut to the plate charset, weights unchanged
+# (training/finetune_ppocr.py --epochs 0, card in docs/models.md); same input, same decoding
 PLATE_REC_MODEL = MODELS_DIR / "plate_ppocr.onnx"
 
 
@@ -63,14 +63,16 @@ def default_rec_model() -> Path:
     """
     if PLATE_REC_MODEL.is_file():
         return PLATE_REC_MODEL
-    if not _WARNED:
-        _WARNED.append(True)
-        log.warning("%s is missing: reading plates with the general PP-OCRv4 from the "
-                    "rapidocr-onnxruntime wheel (slower; reinstall gate-edge)", PLATE_REC_MODEL)
+    _warn_plate_model_missing()
     return rapidocr_rec_model()
 
 
-_WARNED: list[bool] = []
+@cache
+def _warn_plate_model_missing() -> None:
+    log.warning("%s is missing: reading plates with the general PP-OCRv4 from the "
+                "rapidocr-onnxruntime wheel (slower; reinstall gate-edge)", PLATE_REC_MODEL)
+
+
 _SESSIONS: dict[tuple[str, int], ort.InferenceSession] = {}
 
 
@@ -121,6 +123,7 @@ class PlateRecognizer:
         self._sess = shared_session(path, threads)
         # a model of our own carries its charset and input size in a JSON card beside it
         # (edge/plates/linerec.py); PP-OCRv4 carries its charset in the ONNX metadata
+        card_min_width = PADDLE_MIN_WIDTH
         card = path.with_suffix(".json")
         self.line_card = LineModelCard.load(card) if card.is_file() else None
         if self.line_card is not None:
@@ -130,9 +133,8 @@ class PlateRecognizer:
             meta = self._sess.get_modelmeta().custom_metadata_map
             self.charset = ["blank", *meta["character"].splitlines(), " "]
             # gate-edge's plate cut of PP-OCRv4 says in its card how narrow a row may be fed
-            if min_width is None:
-                min_width = int(json.loads(meta.get("gate_edge_card", "{}"))
-                                .get("min_width", PADDLE_MIN_WIDTH))
+            card_min_width = int(json.loads(meta.get("gate_edge_card", "{}"))
+                                 .get("min_width", PADDLE_MIN_WIDTH))
         self._index = {c: i for i, c in enumerate(self.charset)}
         self._input = self._sess.get_inputs()[0].name
         # how much less likely (nats) the best grammatical path may be than the free read
@@ -140,7 +142,7 @@ class PlateRecognizer:
         self.free_text_margin = free_text_margin
         self.retry_below = retry_below
         # PaddleOCR pads every line to >= 320 px; plate rows are shorter and pay for the padding
-        self.min_width = PADDLE_MIN_WIDTH if min_width is None else min_width
+        self.min_width = card_min_width if min_width is None else min_width
         self.join_rows = join_rows
         self._patterns: dict[tuple[str, ...],
                              tuple[np.ndarray, np.ndarray, str, np.ndarray]] = {}
